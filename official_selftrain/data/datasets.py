@@ -1,0 +1,144 @@
+"""Datasets by name, as gin configurables: the embedded Shapes-Det and COCO.
+
+Each returns a `DetectionData` that says where the TFRecords are. Nothing is
+read or generated until `prepare()` is called, so `--print_config` is instant and
+a missing dataset is reported before any model is built.
+"""
+
+import dataclasses
+import os
+from typing import Callable, Optional
+
+import gin
+import tensorflow as tf
+
+from official_selftrain.data import embedded
+from official_selftrain.data import shapes
+
+
+class MissingDatasetError(FileNotFoundError):
+  """A dataset's files are not where the configuration says."""
+
+
+@dataclasses.dataclass
+class DetectionData:
+  """Where a detection dataset lives.
+
+  Attributes:
+    name: short name, for logs.
+    train_pattern: glob of training TFRecords.
+    val_pattern: glob of validation TFRecords.
+    annotation_file: COCO-format JSON of the val split (None: taken from the
+      val TFRecords by Model Garden's evaluator).
+    num_classes: number of classes including background (label 0).
+    num_train: training images, when known.
+    num_val: validation images, when known.
+    class_names: names of labels 1..num_classes-1.
+    prepare_fn: makes sure the files exist (generates or checks).
+  """
+  name: str
+  train_pattern: str
+  val_pattern: str
+  annotation_file: Optional[str]
+  num_classes: int
+  num_train: Optional[int] = None
+  num_val: Optional[int] = None
+  class_names: tuple = ()
+  prepare_fn: Optional[Callable[[], None]] = None
+
+  def prepare(self) -> None:
+    if self.prepare_fn is not None:
+      self.prepare_fn()
+
+
+def _split_paths(data_dir, seed, spec, split, num):
+  key = embedded.shapes_det_dir_name(seed, spec)
+  directory = os.path.join(data_dir, key, f'{split}_{num}')
+  return directory, os.path.join(directory, 'data-*.tfrecord')
+
+
+@gin.configurable
+def shapes_det(data_dir: Optional[str] = None, num_train: int = 2000,
+               num_val: int = 500, label_fraction: float = 1.0, seed: int = 0,
+               image_size: int = 128, max_objects: int = 7) -> DetectionData:
+  """Shapes-Det, the embedded COCO, generated on first use and cached.
+
+  Args:
+    data_dir: cache root (default $SELFTRAIN_DATA_DIR or ~/.cache/...).
+    num_train: size of the full labelled train split.
+    num_val: size of the val split (COCO-format JSON is written beside it).
+    label_fraction: fraction of the train split with human labels (the paper's
+      20/50/100% of COCO, Table 3); a prefix of the full split.
+    seed: generator seed.
+    image_size: side of the square images.
+    max_objects: most objects drawn per scene.
+
+  Returns:
+    DetectionData.
+  """
+  if not 0 < label_fraction <= 1:
+    raise ValueError(f'shapes_det.label_fraction={label_fraction} must be in '
+                     '(0, 1].')
+  data_dir = data_dir or embedded.default_data_dir()
+  spec = shapes.SceneSpec(image_size=image_size, max_objects=max_objects)
+  labelled = max(1, int(round(num_train * label_fraction)))
+  train_dir, train_pattern = _split_paths(data_dir, seed, spec, 'train',
+                                          labelled)
+  val_dir, val_pattern = _split_paths(data_dir, seed, spec, 'val', num_val)
+
+  def prepare():
+    embedded.shapes_det_split(data_dir, 'train', labelled, seed, spec)
+    embedded.shapes_det_split(data_dir, 'val', num_val, seed, spec)
+
+  return DetectionData(
+      name='shapes_det', train_pattern=train_pattern, val_pattern=val_pattern,
+      annotation_file=os.path.join(val_dir, 'annotations.json'),
+      num_classes=len(spec.classes) + 1, num_train=labelled, num_val=num_val,
+      class_names=spec.classes, prepare_fn=prepare)
+
+
+COCO_NUM_CLASSES = 91  # COCO's 80 classes keep their original ids 1..90.
+COCO_TRAIN_IMAGES = 118287
+COCO_VAL_IMAGES = 5000
+
+
+@gin.configurable
+def coco(data_dir: str = '/data/coco',
+         train_pattern: str = 'train-*',
+         val_pattern: str = 'val-*',
+         annotation_file: str = 'instances_val2017.json') -> DetectionData:
+  """COCO 2017 as TFRecords made by tools/create_coco_tfrecords.py.
+
+  Args:
+    data_dir: directory holding the TFRecords and the val annotation JSON.
+    train_pattern: glob of train shards, relative to data_dir.
+    val_pattern: glob of val shards, relative to data_dir.
+    annotation_file: val annotations, relative to data_dir (or absolute).
+
+  Returns:
+    DetectionData.
+  """
+  train = os.path.join(data_dir, train_pattern)
+  val = os.path.join(data_dir, val_pattern)
+  annotations = os.path.join(data_dir, annotation_file)
+
+  def prepare():
+    for what, path in (('train TFRecords', train), ('val TFRecords', val)):
+      if not tf.io.gfile.glob(path):
+        raise MissingDatasetError(
+            f'No COCO {what} match {path!r} (gin binding coco.data_dir='
+            f'{data_dir!r}). Make them with:\n  python '
+            'tools/create_coco_tfrecords.py --image_dir=<train2017|val2017> '
+            '--annotation_file=<instances_*.json> '
+            f'--output_prefix={data_dir}/<train|val>\n'
+            'or bind coco.data_dir to where they are.')
+    if not tf.io.gfile.exists(annotations):
+      raise MissingDatasetError(
+          f'COCO val annotations {annotations!r} not found (gin binding '
+          'coco.annotation_file); copy instances_val2017.json there.')
+
+  return DetectionData(
+      name='coco', train_pattern=train, val_pattern=val,
+      annotation_file=annotations, num_classes=COCO_NUM_CLASSES,
+      num_train=COCO_TRAIN_IMAGES, num_val=COCO_VAL_IMAGES,
+      prepare_fn=prepare)

@@ -1,0 +1,200 @@
+"""Supervised RetinaNet detection: Model Garden's task with two changes.
+
+1. The focal and box losses are normalised by the number of positive anchors
+   summed over *all* replicas (Model Garden normalises per replica), so a step
+   under MirroredStrategy / TPU computes the same gradient as one device on the
+   same global batch; the MirroredStrategy test checks it.
+2. The input pipeline can skip records whose image does not decode
+   (`skip_corrupt_records`), after a scan that names and counts them
+   (`official_selftrain.data.record_check`).
+
+Everything else (model, parser, anchors, COCO evaluation) is Model Garden's.
+"""
+
+import dataclasses
+from typing import Any, Mapping, Optional
+
+from absl import logging
+import tensorflow as tf
+import tf_keras
+
+from official.core import task_factory
+from official.vision.configs import retinanet as retinanet_cfg
+from official.vision.dataloaders import input_reader
+from official.vision.dataloaders import input_reader_factory
+from official.vision.dataloaders import retinanet_input
+from official.vision.dataloaders import tf_example_decoder
+from official.vision.losses import focal_loss
+from official.vision.losses import loss_utils
+from official.vision.tasks import retinanet
+from official_selftrain.data import record_check
+
+
+@dataclasses.dataclass
+class DetectionTaskConfig(retinanet_cfg.RetinaNetTask):
+  """Model Garden's RetinaNet task config, plus how to treat corrupt images.
+
+  Attributes:
+    skip_corrupt_records: scan the input files first, then skip (and count)
+      records whose image does not decode instead of failing on them.
+    corrupt_records_cache_dir: where the scan result is kept ('' = no cache).
+  """
+  skip_corrupt_records: bool = False
+  corrupt_records_cache_dir: str = ''
+
+
+def global_num_positives(box_weights: tf.Tensor) -> tf.Tensor:
+  """Positive anchors in the global batch (+1, as Model Garden, to avoid 0)."""
+  local = tf.reduce_sum(box_weights)
+  context = tf.distribute.get_replica_context()
+  if context is not None and context.num_replicas_in_sync > 1:
+    local = context.all_reduce(tf.distribute.ReduceOp.SUM, local)
+  return local + 1.0
+
+
+def skipping_dataset_fn(bad_records):
+  """A TFRecord dataset_fn that drops the (file, index) pairs in `bad_records`.
+
+  Model Garden's readers call `dataset_fn` with one file name or a list.
+
+  Args:
+    bad_records: iterable of `record_check.BadRecord`.
+
+  Returns:
+    dataset_fn for `input_reader_factory.input_reader_generator`.
+  """
+  keys = [f'{r.path}:{r.index}' for r in bad_records]
+  table = None
+  if keys:
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(
+            tf.constant(keys), tf.ones([len(keys)], tf.int32)), 0)
+
+  def records_of(path):
+    records = tf.data.TFRecordDataset(path)
+    if table is None:
+      return records
+    keep = lambda i, _: table.lookup(
+        tf.strings.join([path, ':', tf.strings.as_string(i)])) == 0
+    return records.enumerate().filter(keep).map(lambda _, r: r)
+
+  def dataset_fn(paths):
+    paths = tf.reshape(tf.convert_to_tensor(paths, tf.string), [-1])
+    return tf.data.Dataset.from_tensor_slices(paths).flat_map(records_of)
+
+  return dataset_fn
+
+
+@task_factory.register_task_cls(DetectionTaskConfig)
+class DetectionTask(retinanet.RetinaNetTask):
+  """RetinaNet on human labels (the teacher, and the supervised baselines)."""
+
+  def build_parser(self, params: retinanet_cfg.DataConfig):
+    """Model Garden's RetinaNet parser with this task's anchors and policy."""
+    model = self.task_config.model
+    return retinanet_input.Parser(
+        output_size=model.input_size[:2],
+        min_level=model.min_level,
+        max_level=model.max_level,
+        num_scales=model.anchor.num_scales,
+        aspect_ratios=model.anchor.aspect_ratios,
+        anchor_size=model.anchor.anchor_size,
+        dtype=params.dtype,
+        match_threshold=params.parser.match_threshold,
+        unmatched_threshold=params.parser.unmatched_threshold,
+        box_coder_weights=model.detection_generator.box_coder_weights,
+        aug_type=params.parser.aug_type,
+        aug_rand_hflip=params.parser.aug_rand_hflip,
+        aug_rand_jpeg=params.parser.aug_rand_jpeg,
+        aug_scale_min=params.parser.aug_scale_min,
+        aug_scale_max=params.parser.aug_scale_max,
+        skip_crowd_during_training=params.parser.skip_crowd_during_training,
+        max_num_instances=params.parser.max_num_instances,
+        pad=params.parser.pad,
+        keep_aspect_ratio=params.parser.keep_aspect_ratio)
+
+  def build_dataset_fn(self, params: retinanet_cfg.DataConfig):
+    """TFRecord reader; with `skip_corrupt_records`, one that skips bad ones."""
+    if not self.task_config.skip_corrupt_records:
+      return tf.data.TFRecordDataset
+    bad = record_check.find_undecodable_records(
+        params.input_path,
+        cache_dir=self.task_config.corrupt_records_cache_dir or None)
+    if bad:
+      logging.warning(
+          'Skipping %d record(s) whose image does not decode '
+          '(skip_corrupt_records=True): %s', len(bad),
+          '; '.join(str(r) for r in bad[:10]))
+    return skipping_dataset_fn(bad)
+
+  def build_inputs(self, params: retinanet_cfg.DataConfig,
+                   input_context: Optional[tf.distribute.InputContext] = None):
+    """Reads TF Examples in Model Garden's detection schema."""
+    if params.tfds_name:
+      return super().build_inputs(params, input_context)
+    decoder_cfg = params.decoder.get()
+    decoder = tf_example_decoder.TfExampleDecoder(
+        regenerate_source_id=decoder_cfg.regenerate_source_id)
+    reader = input_reader_factory.input_reader_generator(
+        params,
+        dataset_fn=self.build_dataset_fn(params),
+        decoder_fn=decoder.decode,
+        combine_fn=input_reader.create_combine_fn(params),
+        parser_fn=self.build_parser(params).parse_fn(params.is_training))
+    return reader.read(input_context=input_context)
+
+  def detection_losses(self, outputs: Mapping[str, Any],
+                       labels: Mapping[str, Any]):
+    """Focal + Huber box loss of RetinaNet, normalised over the global batch.
+
+    Each replica returns its share scaled by the number of replicas, so that
+    Model Garden's `train_step` (which divides by it) and the sum of gradients
+    across replicas give the gradient of the one-device loss.
+
+    Args:
+      outputs: model outputs with 'cls_outputs' and 'box_outputs'.
+      labels: parser labels with targets and weights.
+
+    Returns:
+      (model_loss, cls_loss, box_loss), each a scalar.
+    """
+    params = self.task_config
+    num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    num_positives = global_num_positives(labels['box_weights'])
+    cls_weight = labels['cls_weights'] * (num_replicas / num_positives)
+    box_weight = labels['box_weights'] * (num_replicas / num_positives)
+    cls_loss_fn = focal_loss.FocalLoss(
+        alpha=params.losses.focal_loss_alpha,
+        gamma=params.losses.focal_loss_gamma,
+        reduction=tf_keras.losses.Reduction.SUM)
+    box_loss_fn = tf_keras.losses.Huber(
+        params.losses.huber_loss_delta,
+        reduction=tf_keras.losses.Reduction.SUM)
+    num_classes = params.model.num_classes
+    y_true_cls = tf.one_hot(
+        loss_utils.multi_level_flatten(labels['cls_targets'], last_dim=None),
+        num_classes)
+    y_pred_cls = loss_utils.multi_level_flatten(
+        outputs['cls_outputs'], last_dim=num_classes)
+    y_true_box = loss_utils.multi_level_flatten(labels['box_targets'],
+                                                last_dim=4)
+    y_pred_box = loss_utils.multi_level_flatten(outputs['box_outputs'],
+                                                last_dim=4)
+    cls_loss = cls_loss_fn(y_true=y_true_cls, y_pred=y_pred_cls,
+                           sample_weight=cls_weight)
+    box_loss = box_loss_fn(y_true=y_true_box, y_pred=y_pred_box,
+                           sample_weight=box_weight)
+    model_loss = cls_loss + params.losses.box_loss_weight * box_loss
+    return model_loss, cls_loss, box_loss
+
+  def build_losses(self, outputs: Mapping[str, Any], labels: Mapping[str, Any],
+                   aux_losses: Optional[Any] = None):
+    """Total loss = detection loss + weight decay (as Model Garden's)."""
+    if self.task_config.model.head.attribute_heads:
+      raise NotImplementedError('Attribute heads are not supported here.')
+    model_loss, cls_loss, box_loss = self.detection_losses(outputs, labels)
+    total_loss = model_loss
+    if aux_losses:
+      total_loss += tf.reduce_sum(aux_losses)
+    total_loss = self.task_config.losses.loss_weight * total_loss
+    return total_loss, cls_loss, box_loss, model_loss

@@ -1,0 +1,77 @@
+"""The bundled gin files resolve to the paper's settings."""
+
+import gin
+import pytest
+
+from official_selftrain import config_files
+from official_selftrain import train
+from official_selftrain.configs import experiment as experiment_lib
+
+
+@pytest.fixture(autouse=True)
+def clear_gin():
+  gin.clear_config()
+  experiment_lib.register_configurables()
+  yield
+  gin.clear_config()
+
+
+def build(*files, params=()):
+  train.parse_gin(list(files), list(params))
+  return experiment_lib.build().config
+
+
+@pytest.mark.parametrize('policy', ['s1', 's2', 's3', 's4'])
+def test_coco_configs_follow_the_paper(policy):
+  config = build(f'coco_{policy}.gin')
+  model = config.task.model
+  assert model.backbone.type == 'efficientnet'
+  assert model.backbone.efficientnet.model_id == 'b7'
+  assert model.input_size == [640, 640, 3]
+  assert (model.min_level, model.max_level) == (3, 7)
+  assert model.anchor.num_scales * len(model.anchor.aspect_ratios) == 9
+  assert model.norm_activation.use_sync_bn
+  assert model.num_classes == 91
+  assert config.task.train_data.global_batch_size == 256
+  assert config.task.losses.l2_weight_decay == 1e-4
+  optimizer = config.trainer.optimizer_config
+  assert optimizer.learning_rate.type == 'cosine'
+  assert optimizer.learning_rate.cosine.initial_learning_rate == 0.32
+  assert optimizer.learning_rate.cosine.decay_steps == config.trainer.train_steps
+  assert optimizer.warmup.linear.warmup_steps == 1000
+  assert optimizer.warmup.linear.warmup_learning_rate == 0.0032
+  assert config.runtime.mixed_precision_dtype == 'bfloat16'
+  parser = config.task.train_data.parser
+  expected_jitter = (0.8, 1.2) if policy in ('s1', 's2') else (0.5, 2.0)
+  assert (parser.aug_scale_min, parser.aug_scale_max) == expected_jitter
+  assert config.task.init_checkpoint is None  # Rand Init
+
+
+def test_coco_steps_s1_and_s4_from_the_paper():
+  assert build('coco_s1.gin').trainer.train_steps == 45000
+  gin.clear_config()
+  assert build('coco_s4.gin').trainer.train_steps == 120000
+
+
+def test_gin_param_and_dotted_override():
+  config = build('shapes_s1.gin', params=[
+      "detection_experiment.policy = 'S4'",
+      "detection_experiment.overrides = {'task.losses.focal_loss_gamma': 2.0}",
+      'runtime.mixed_precision_dtype = "float16"'])
+  assert config.task.train_data.parser.aug_type.type == 'randaug'
+  assert config.task.losses.focal_loss_gamma == 2.0
+  assert config.runtime.loss_scale == 'dynamic'
+
+
+def test_unknown_file_and_binding_are_named():
+  with pytest.raises(config_files.GinFileNotFoundError, match='coco_s9.gin'):
+    build('coco_s9.gin')
+  with pytest.raises(train.UserError, match='detection_experiment.polcy'):
+    build('shapes_s1.gin', params=["detection_experiment.polcy = 'S2'"])
+
+
+def test_print_config_describes_bindings_and_model_garden_config():
+  text = experiment_lib.describe(experiment_lib.Experiment(
+      config=build('coco_s4.gin')))
+  assert "detection_experiment.policy = 'S4'" in text
+  assert 'model_id: b7' in text

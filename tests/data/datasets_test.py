@@ -1,0 +1,20 @@
+"""Dataset bindings: a missing COCO names the path and the tool that makes it."""
+
+import pytest
+
+from official_selftrain.data import datasets
+
+
+def test_missing_coco_names_expected_path_and_tool(tmp_path):
+  data = datasets.coco(data_dir=str(tmp_path / 'nowhere'))
+  with pytest.raises(datasets.MissingDatasetError) as error:
+    data.prepare()
+  message = str(error.value)
+  assert str(tmp_path / 'nowhere' / 'train-*') in message
+  assert 'tools/create_coco_tfrecords.py' in message
+  assert 'coco.data_dir' in message
+
+
+def test_label_fraction_out_of_range_is_rejected():
+  with pytest.raises(ValueError, match='label_fraction'):
+    datasets.shapes_det(label_fraction=0.0)
