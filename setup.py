@@ -6,33 +6,39 @@ import setuptools
 # numpy < 2.4: with 2.4, Model Garden 2.20's COCO evaluator fails
 # ("only 0-dimensional arrays can be converted to Python scalars").
 INSTALL_REQUIRES = [
-    'tensorflow~=2.20.0',
-    'tf-models-official~=2.20.0',
-    'tf-keras~=2.20.0',
-    'numpy<2.4',
-    'pycocotools',
-    'gin-config',
-    'tensorflow-datasets',
-    'absl-py',
-    'Pillow',
-    'PyYAML',
+  'tensorflow~=2.20.0',
+  'tf-models-official~=2.20.0',
+  'tf-keras~=2.20.0',
+  'numpy<2.4',
+  'pycocotools',
+  'gin-config',
+  'tensorflow-datasets',
+  'absl-py',
+  'Pillow',
+  'PyYAML',
 ]
 
 setuptools.setup(
-    name='official_selftrain',
-    version='0.1.0',
-    description=('Self-training and pre-training for detection and '
-                 'segmentation (Zoph et al., NeurIPS 2020) on TF Model Garden.'),
-    python_requires='>=3.10',
-    packages=setuptools.find_packages(include=['official_selftrain',
-                                               'official_selftrain.*']) +
-    ['official_selftrain.gin_configs'],
-    # The gin configs live at the top of the repository and ship inside the
-    # package, so `--gin_file=coco_s4.gin` resolves after a plain install too.
-    package_dir={'official_selftrain.gin_configs': 'gin_configs'},
-    package_data={'official_selftrain.gin_configs': ['*.gin', 'common/*.gin']},
-    install_requires=INSTALL_REQUIRES,
-    extras_require={'dev': ['pytest', 'ruff']},
-    entry_points={'console_scripts': [
-        'official_selftrain_train=official_selftrain.train:entry']},
+  name='official_selftrain',
+  version='0.1.0',
+  description=(
+    'Self-training and pre-training for detection and '
+    'segmentation (Zoph et al., NeurIPS 2020) on TF Model Garden.'
+  ),
+  python_requires='>=3.10',
+  packages=setuptools.find_packages(
+    include=['official_selftrain', 'official_selftrain.*']
+  )
+  + ['official_selftrain.gin_configs'],
+  # The gin configs live at the top of the repository and ship inside the
+  # package, so `--gin_file=coco_s4.gin` resolves after a plain install too.
+  package_dir={'official_selftrain.gin_configs': 'gin_configs'},
+  package_data={'official_selftrain.gin_configs': ['*.gin', 'common/*.gin']},
+  install_requires=INSTALL_REQUIRES,
+  extras_require={'dev': ['pytest', 'ruff']},
+  entry_points={
+    'console_scripts': [
+      'official_selftrain_train=official_selftrain.train:entry'
+    ]
+  },
 )

@@ -19,8 +19,10 @@ class GinFileNotFoundError(FileNotFoundError):
 
 def bundled_dirs() -> List[str]:
   """Directories that hold the bundled gin configs, most specific first."""
-  candidates = [os.path.join(_PACKAGE_DIR, 'gin_configs'),
-                os.path.join(os.path.dirname(_PACKAGE_DIR), 'gin_configs')]
+  candidates = [
+    os.path.join(_PACKAGE_DIR, 'gin_configs'),
+    os.path.join(os.path.dirname(_PACKAGE_DIR), 'gin_configs'),
+  ]
   return [d for d in candidates if os.path.isdir(d)]
 
 
@@ -53,7 +55,9 @@ def resolve(name: str) -> str:
       if os.path.isfile(path):
         return path
   available = sorted(
-      f for d in bundled_dirs() for f in os.listdir(d) if f.endswith('.gin'))
+    f for d in bundled_dirs() for f in os.listdir(d) if f.endswith('.gin')
+  )
   raise GinFileNotFoundError(
-      f'gin file {name!r} not found; looked at: {", ".join(tried)}. '
-      f'Bundled configs: {", ".join(available)}')
+    f'gin file {name!r} not found; looked at: {", ".join(tried)}. '
+    f'Bundled configs: {", ".join(available)}'
+  )

@@ -8,7 +8,10 @@ evaluation's metrics in `model_dir/eval_results.json` for scripts.
 import json
 import os
 import time
-from typing import Any, Dict, Mapping, Optional
+from typing import Any
+from typing import Dict
+from typing import Mapping
+from typing import Optional
 
 from absl import logging
 import numpy as np
@@ -26,7 +29,9 @@ def _duration(seconds: float) -> str:
   seconds = int(max(seconds, 0))
   hours, rest = divmod(seconds, 3600)
   minutes, secs = divmod(rest, 60)
-  return f'{hours}h{minutes:02d}m{secs:02d}s' if hours else f'{minutes}m{secs:02d}s'
+  return (
+    f'{hours}h{minutes:02d}m{secs:02d}s' if hours else f'{minutes}m{secs:02d}s'
+  )
 
 
 class ProgressLogger:
@@ -43,8 +48,10 @@ class ProgressLogger:
     step = int(self._trainer.global_step.numpy())
     now = time.time()
     losses = ' | '.join(
-        f'{k} {v:.4f}' for k, v in sorted(
-            (k, _to_float(v)) for k, v in output.items()) if v is not None)
+      f'{k} {v:.4f}'
+      for k, v in sorted((k, _to_float(v)) for k, v in output.items())
+      if v is not None
+    )
     if self._last_step is None or step <= self._last_step:
       # First loop of this process: its time includes tracing, so no rate.
       self._last_step, self._last_time = step, now
@@ -52,10 +59,16 @@ class ProgressLogger:
       return
     rate = (step - self._last_step) / max(now - self._last_time, 1e-9)
     self._last_step, self._last_time = step, now
-    logging.info('step %d/%d (%.0f%%) | %.2f steps/s | %.1f images/s | %s | '
-                 'ETA %s', step, self._total, 100.0 * step / self._total, rate,
-                 rate * self._batch, losses,
-                 _duration((self._total - step) / rate))
+    logging.info(
+      'step %d/%d (%.0f%%) | %.2f steps/s | %.1f images/s | %s | ETA %s',
+      step,
+      self._total,
+      100.0 * step / self._total,
+      rate,
+      rate * self._batch,
+      losses,
+      _duration((self._total - step) / rate),
+    )
 
 
 class ResultsWriter:
@@ -91,7 +104,10 @@ COCO_KEYS = ('AP', 'AP50', 'AP75', 'APs', 'APm', 'APl')
 
 def format_metrics(metrics: Mapping[str, float]) -> str:
   """One line of COCO metrics in percent, as papers print them."""
-  parts = [f'{k} {100 * metrics[k]:.1f}' for k in COCO_KEYS if k in metrics]
+  # COCO reports -1 where a size bucket has no objects (APl on small images).
+  parts = [
+    f'{k} {100 * metrics[k]:.1f}' for k in COCO_KEYS if metrics.get(k, -1) >= 0
+  ]
   step = metrics.get('step')
   prefix = f'eval @ step {step}: ' if step is not None else 'eval: '
   return prefix + ' | '.join(parts)

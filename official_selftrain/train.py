@@ -19,15 +19,14 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
 # pylint: disable=g-import-not-at-top
 from absl import app
 from absl import flags
-from absl import logging
 import gin
-import tensorflow as tf
-
 from official.common import distribute_utils
 from official.core import task_factory
 from official.core import train_lib
 from official.core import train_utils
 from official.modeling import performance
+import tensorflow as tf
+
 from official_selftrain import config_files
 from official_selftrain import progress
 from official_selftrain.configs import experiment as experiment_lib
@@ -38,19 +37,25 @@ STRATEGIES = ('one_device', 'mirrored', 'multi_worker_mirrored', 'tpu')
 MODES = ('train', 'eval', 'train_and_eval', 'continuous_eval')
 
 flags.DEFINE_multi_string(
-    'gin_file', [], 'Gin file(s): a bundled name (e.g. coco_s4.gin) or a path.')
-flags.DEFINE_multi_string('gin_param', [],
-                          "Gin binding(s), e.g. 'detection_experiment.policy=\"S4\"'.")
+  'gin_file', [], 'Gin file(s): a bundled name (e.g. coco_s4.gin) or a path.'
+)
+flags.DEFINE_multi_string(
+  'gin_param', [], 'Gin binding(s), e.g. \'detection_experiment.policy="S4"\'.'
+)
 flags.DEFINE_enum('mode', 'train_and_eval', MODES, 'What to run.')
-flags.DEFINE_string('model_dir', None,
-                    'Checkpoints, summaries and results go here.')
-flags.DEFINE_enum('strategy', 'one_device', STRATEGIES,
-                  'tf.distribute strategy.')
+flags.DEFINE_string(
+  'model_dir', None, 'Checkpoints, summaries and results go here.'
+)
+flags.DEFINE_enum(
+  'strategy', 'one_device', STRATEGIES, 'tf.distribute strategy.'
+)
 flags.DEFINE_string('tpu', None, 'TPU name or address, with --strategy=tpu.')
-flags.DEFINE_integer('num_gpus', None,
-                     'GPUs for one_device/mirrored (default: all visible).')
-flags.DEFINE_bool('print_config', False,
-                  'Print the resolved configuration and exit.')
+flags.DEFINE_integer(
+  'num_gpus', None, 'GPUs for one_device/mirrored (default: all visible).'
+)
+flags.DEFINE_bool(
+  'print_config', False, 'Print the resolved configuration and exit.'
+)
 
 FLAGS = flags.FLAGS
 
@@ -63,10 +68,13 @@ def parse_gin(gin_files, gin_params) -> None:
   """Parses gin files and bindings; names the file or binding at fault."""
   paths = [config_files.resolve(f) for f in gin_files]
   try:
-    gin.parse_config_files_and_bindings(paths, gin_params,
-                                        finalize_config=False)
+    gin.parse_config_files_and_bindings(
+      paths, gin_params, finalize_config=False
+    )
   except (ValueError, IOError, SyntaxError) as e:
-    raise UserError(f'gin: {e}\n  (files: {paths}, params: {gin_params})') from e
+    raise UserError(
+      f'gin: {e}\n  (files: {paths}, params: {gin_params})'
+    ) from e
 
 
 def build_strategy(name: str, tpu: str = None, num_gpus: int = None):
@@ -75,7 +83,8 @@ def build_strategy(name: str, tpu: str = None, num_gpus: int = None):
   if num_gpus is None:
     num_gpus = len(tf.config.list_physical_devices('GPU'))
   return distribute_utils.get_distribution_strategy(
-      distribution_strategy=name, num_gpus=num_gpus, tpu_address=tpu)
+    distribution_strategy=name, num_gpus=num_gpus, tpu_address=tpu
+  )
 
 
 def _diagnose_input_error(config, error: Exception) -> None:
@@ -86,21 +95,28 @@ def _diagnose_input_error(config, error: Exception) -> None:
       listing = '\n  '.join(str(r) for r in bad[:20])
       more = f'\n  ... and {len(bad) - 20} more' if len(bad) > 20 else ''
       raise UserError(
-          f'{len(bad)} record(s) in {data.input_path} have an image that does '
-          f'not decode:\n  {listing}{more}\nFix or remove them, or skip and '
-          "count them with --gin_param='detection_experiment."
-          "skip_corrupt_records=True'.") from error
+        f'{len(bad)} record(s) in {data.input_path} have an image that does '
+        f'not decode:\n  {listing}{more}\nFix or remove them, or skip and '
+        "count them with --gin_param='detection_experiment."
+        "skip_corrupt_records=True'."
+      ) from error
 
 
 def _nan_message(model_dir: str, error: Exception) -> str:
   latest = tf.train.latest_checkpoint(model_dir)
-  return (f'Training stopped: {error}\nThe last good checkpoint is intact: '
-          f'{latest or "(none was written yet)"}. Nothing after it was saved. '
-          'Lower the learning rate or check the inputs, then rerun to resume.')
+  return (
+    f'Training stopped: {error}\nThe last good checkpoint is intact: '
+    f'{latest or "(none was written yet)"}. Nothing after it was saved. '
+    'Lower the learning rate or check the inputs, then rerun to resume.'
+  )
 
 
-def run(experiment: experiment_lib.Experiment, mode: str, model_dir: str,
-        strategy: tf.distribute.Strategy):
+def run(
+  experiment: experiment_lib.Experiment,
+  mode: str,
+  model_dir: str,
+  strategy: tf.distribute.Strategy,
+):
   """Trains and/or evaluates one experiment; returns the last eval metrics."""
   config = experiment.config
   experiment.prepare()
@@ -117,18 +133,36 @@ def run(experiment: experiment_lib.Experiment, mode: str, model_dir: str,
   try:
     with strategy.scope():
       trainer = train_utils.create_trainer(
-          config, task, train='train' in mode,
-          evaluate='eval' in mode,
-          checkpoint_exporter=train_lib.maybe_create_best_ckpt_exporter(
-              config, model_dir))
+        config,
+        task,
+        train='train' in mode,
+        evaluate='eval' in mode,
+        checkpoint_exporter=train_lib.maybe_create_best_ckpt_exporter(
+          config, model_dir
+        ),
+      )
     results.set_global_step(trainer.global_step)
-    train_actions = [progress.ProgressLogger(
-        trainer, config.trainer.train_steps,
-        config.task.train_data.global_batch_size)] if 'train' in mode else []
+    train_actions = (
+      [
+        progress.ProgressLogger(
+          trainer,
+          config.trainer.train_steps,
+          config.task.train_data.global_batch_size,
+        )
+      ]
+      if 'train' in mode
+      else []
+    )
     train_lib.run_experiment(
-        distribution_strategy=strategy, task=task, mode=mode, params=config,
-        model_dir=model_dir, trainer=trainer, train_actions=train_actions,
-        eval_actions=[results])
+      distribution_strategy=strategy,
+      task=task,
+      mode=mode,
+      params=config,
+      model_dir=model_dir,
+      trainer=trainer,
+      train_actions=train_actions,
+      eval_actions=[results],
+    )
   except tf.errors.InvalidArgumentError as e:
     _diagnose_input_error(config, e)
     raise
@@ -161,8 +195,11 @@ def main(argv):
 def entry():
   try:
     app.run(main)
-  except (UserError, datasets.MissingDatasetError,
-          config_files.GinFileNotFoundError) as e:
+  except (
+    UserError,
+    datasets.MissingDatasetError,
+    config_files.GinFileNotFoundError,
+  ) as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(1)
 

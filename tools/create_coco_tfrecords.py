@@ -36,8 +36,11 @@ def check_inputs() -> None:
   for directory in FLAGS.image_dir:
     if directory and not os.path.isdir(directory):
       problems.append(f'--image_dir={directory}: no such directory.')
-  annotations = (FLAGS.object_annotations_file or FLAGS.image_info_file or
-                 FLAGS.caption_annotations_file)
+  annotations = (
+    FLAGS.object_annotations_file
+    or FLAGS.image_info_file
+    or FLAGS.caption_annotations_file
+  )
   if not annotations:
     problems.append('--object_annotations_file (instances_*.json) is required.')
   elif not os.path.isfile(annotations):
@@ -48,8 +51,9 @@ def check_inputs() -> None:
 
 def main(argv):
   check_inputs()
-  os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output_file_prefix)),
-              exist_ok=True)
+  os.makedirs(
+    os.path.dirname(os.path.abspath(FLAGS.output_file_prefix)), exist_ok=True
+  )
   create_coco_tf_record.main(argv)
 
 

@@ -22,10 +22,12 @@ from official_selftrain import train
 from official_selftrain.configs import experiment as experiment_lib
 from official_selftrain.data import embedded
 
-flags.DEFINE_integer('shapes_cls_train', 0,
-                     'Also write this many Shapes-Cls train images.')
-flags.DEFINE_integer('shapes_cls_val', 0,
-                     'Also write this many Shapes-Cls val images.')
+flags.DEFINE_integer(
+  'shapes_cls_train', 0, 'Also write this many Shapes-Cls train images.'
+)
+flags.DEFINE_integer(
+  'shapes_cls_val', 0, 'Also write this many Shapes-Cls val images.'
+)
 flags.DEFINE_integer('shapes_cls_image_size', 128, 'Shapes-Cls image side.')
 
 FLAGS = flags.FLAGS
@@ -43,11 +45,14 @@ def main(argv):
   print(f'Shapes-Det val:   {config.task.validation_data.input_path}')
   print(f'COCO-format val annotations: {config.task.annotation_file}')
   data_dir = embedded.default_data_dir()
-  for split, count in (('train', FLAGS.shapes_cls_train),
-                       ('val', FLAGS.shapes_cls_val)):
+  for split, count in (
+    ('train', FLAGS.shapes_cls_train),
+    ('val', FLAGS.shapes_cls_val),
+  ):
     if count:
-      path = embedded.shapes_cls_split(data_dir, split, count,
-                                       image_size=FLAGS.shapes_cls_image_size)
+      path = embedded.shapes_cls_split(
+        data_dir, split, count, image_size=FLAGS.shapes_cls_image_size
+      )
       print(f'Shapes-Cls {split}: {path}')
   logging.info('Done in %.1fs.', time.time() - start)
 

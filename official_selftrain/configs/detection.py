@@ -6,16 +6,19 @@ task and Orbit trainer run. `--print_config` prints both.
 """
 
 import math
-from typing import Any, Dict, Optional, Sequence
+from typing import Any
+from typing import Dict
+from typing import Optional
+from typing import Sequence
 
 import gin
-
 from official.core import config_definitions as cfg
 from official.modeling import optimization
 from official.vision.configs import backbones
 from official.vision.configs import common
 from official.vision.configs import decoders
 from official.vision.configs import retinanet as retinanet_cfg
+
 from official_selftrain.configs import experiment as experiment_lib
 from official_selftrain.data import datasets
 from official_selftrain.ops import augment_policies
@@ -23,28 +26,29 @@ from official_selftrain.tasks import detection
 
 
 @gin.configurable
-def retinanet_model(num_classes: int,
-                    input_size: int = 640,
-                    backbone: str = 'efficientnet',
-                    backbone_params: Optional[Dict[str, Any]] = None,
-                    min_level: int = 3,
-                    max_level: int = 7,
-                    fpn_filters: int = 256,
-                    head_convs: int = 4,
-                    head_filters: int = 256,
-                    anchor_size: float = 4.0,
-                    num_scales: int = 3,
-                    aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0),
-                    use_sync_bn: bool = True,
-                    norm_momentum: float = 0.99,
-                    activation: str = 'swish',
-                    nms_version: str = 'batched',
-                    pre_nms_top_k: int = 1000,
-                    pre_nms_score_threshold: float = 0.05,
-                    nms_iou_threshold: float = 0.5,
-                    max_num_detections: int = 100,
-                    soft_nms_sigma: Optional[float] = None
-                    ) -> retinanet_cfg.RetinaNet:
+def retinanet_model(
+  num_classes: int,
+  input_size: int = 640,
+  backbone: str = 'efficientnet',
+  backbone_params: Optional[Dict[str, Any]] = None,
+  min_level: int = 3,
+  max_level: int = 7,
+  fpn_filters: int = 256,
+  head_convs: int = 4,
+  head_filters: int = 256,
+  anchor_size: float = 4.0,
+  num_scales: int = 3,
+  aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0),
+  use_sync_bn: bool = True,
+  norm_momentum: float = 0.99,
+  activation: str = 'swish',
+  nms_version: str = 'batched',
+  pre_nms_top_k: int = 1000,
+  pre_nms_score_threshold: float = 0.05,
+  nms_iou_threshold: float = 0.5,
+  max_num_detections: int = 100,
+  soft_nms_sigma: Optional[float] = None,
+) -> retinanet_cfg.RetinaNet:
   """RetinaNet: backbone + FPN (P{min_level}..P{max_level}) + heads.
 
   Args:
@@ -77,55 +81,74 @@ def retinanet_model(num_classes: int,
   backbone_config = backbones.Backbone(type=backbone)
   backbone_config.get().override(backbone_params or {}, is_strict=True)
   return retinanet_cfg.RetinaNet(
-      num_classes=num_classes,
-      input_size=[input_size, input_size, 3],
-      min_level=min_level,
-      max_level=max_level,
-      anchor=retinanet_cfg.Anchor(num_scales=num_scales,
-                                  aspect_ratios=list(aspect_ratios),
-                                  anchor_size=anchor_size),
-      backbone=backbone_config,
-      decoder=decoders.Decoder(type='fpn',
-                               fpn=decoders.FPN(num_filters=fpn_filters)),
-      head=retinanet_cfg.RetinaNetHead(num_convs=head_convs,
-                                       num_filters=head_filters),
-      detection_generator=retinanet_cfg.DetectionGenerator(
-          nms_version=nms_version,
-          pre_nms_top_k=pre_nms_top_k,
-          pre_nms_score_threshold=pre_nms_score_threshold,
-          nms_iou_threshold=nms_iou_threshold,
-          max_num_detections=max_num_detections,
-          soft_nms_sigma=soft_nms_sigma),
-      norm_activation=common.NormActivation(
-          activation=activation, use_sync_bn=use_sync_bn,
-          norm_momentum=norm_momentum))
+    num_classes=num_classes,
+    input_size=[input_size, input_size, 3],
+    min_level=min_level,
+    max_level=max_level,
+    anchor=retinanet_cfg.Anchor(
+      num_scales=num_scales,
+      aspect_ratios=list(aspect_ratios),
+      anchor_size=anchor_size,
+    ),
+    backbone=backbone_config,
+    decoder=decoders.Decoder(
+      type='fpn', fpn=decoders.FPN(num_filters=fpn_filters)
+    ),
+    head=retinanet_cfg.RetinaNetHead(
+      num_convs=head_convs, num_filters=head_filters
+    ),
+    detection_generator=retinanet_cfg.DetectionGenerator(
+      nms_version=nms_version,
+      pre_nms_top_k=pre_nms_top_k,
+      pre_nms_score_threshold=pre_nms_score_threshold,
+      nms_iou_threshold=nms_iou_threshold,
+      max_num_detections=max_num_detections,
+      soft_nms_sigma=soft_nms_sigma,
+    ),
+    norm_activation=common.NormActivation(
+      activation=activation,
+      use_sync_bn=use_sync_bn,
+      norm_momentum=norm_momentum,
+    ),
+  )
 
 
 @gin.configurable
-def cosine_schedule(learning_rate: float = 0.32,
-                    warmup_steps: int = 1000,
-                    warmup_learning_rate: float = 0.0032,
-                    momentum: float = 0.9,
-                    train_steps: int = gin.REQUIRED,
-                    ) -> optimization.OptimizationConfig:
+def cosine_schedule(
+  learning_rate: float = 0.32,
+  warmup_steps: int = 1000,
+  warmup_learning_rate: float = 0.0032,
+  momentum: float = 0.9,
+  train_steps: int = gin.REQUIRED,
+) -> optimization.OptimizationConfig:
   """SGD, linear warm-up then cosine decay (the paper's COCO schedule)."""
-  return optimization.OptimizationConfig({
+  return optimization.OptimizationConfig(
+    {
       'optimizer': {'type': 'sgd', 'sgd': {'momentum': momentum}},
       'learning_rate': {
-          'type': 'cosine',
-          'cosine': {'initial_learning_rate': learning_rate,
-                     'decay_steps': train_steps}},
+        'type': 'cosine',
+        'cosine': {
+          'initial_learning_rate': learning_rate,
+          'decay_steps': train_steps,
+        },
+      },
       'warmup': {
-          'type': 'linear',
-          'linear': {'warmup_steps': warmup_steps,
-                     'warmup_learning_rate': warmup_learning_rate}},
-  })
+        'type': 'linear',
+        'linear': {
+          'warmup_steps': warmup_steps,
+          'warmup_learning_rate': warmup_learning_rate,
+        },
+      },
+    }
+  )
 
 
 @gin.configurable
-def runtime(mixed_precision_dtype: Optional[str] = None,
-            loss_scale: Optional[str] = None,
-            enable_xla: bool = False) -> cfg.RuntimeConfig:
+def runtime(
+  mixed_precision_dtype: Optional[str] = None,
+  loss_scale: Optional[str] = None,
+  enable_xla: bool = False,
+) -> cfg.RuntimeConfig:
   """Model Garden runtime settings.
 
   Args:
@@ -139,8 +162,11 @@ def runtime(mixed_precision_dtype: Optional[str] = None,
   """
   if mixed_precision_dtype == 'float16' and loss_scale is None:
     loss_scale = 'dynamic'
-  return cfg.RuntimeConfig(mixed_precision_dtype=mixed_precision_dtype,
-                           loss_scale=loss_scale, enable_xla=enable_xla)
+  return cfg.RuntimeConfig(
+    mixed_precision_dtype=mixed_precision_dtype,
+    loss_scale=loss_scale,
+    enable_xla=enable_xla,
+  )
 
 
 def _steps(count: Optional[int], batch: int) -> int:
@@ -149,23 +175,23 @@ def _steps(count: Optional[int], batch: int) -> int:
 
 @gin.configurable
 def detection_experiment(
-    data: datasets.DetectionData = gin.REQUIRED,
-    policy: str = 'S1',
-    train_batch_size: int = 256,
-    eval_batch_size: int = 8,
-    train_steps: int = gin.REQUIRED,
-    weight_decay: float = 1e-4,
-    init_checkpoint: Optional[str] = None,
-    init_checkpoint_modules: str = 'backbone',
-    steps_per_loop: int = 100,
-    checkpoint_interval: int = 1000,
-    summary_interval: int = 100,
-    validation_interval: int = 5000,
-    max_to_keep: int = 5,
-    skip_corrupt_records: bool = False,
-    input_dtype: str = 'float32',
-    shuffle_buffer_size: int = 10000,
-    overrides: Optional[Dict[str, Any]] = None,
+  data: datasets.DetectionData = gin.REQUIRED,
+  policy: str = 'S1',
+  train_batch_size: int = 256,
+  eval_batch_size: int = 8,
+  train_steps: int = gin.REQUIRED,
+  weight_decay: float = 1e-4,
+  init_checkpoint: Optional[str] = None,
+  init_checkpoint_modules: str = 'backbone',
+  steps_per_loop: int = 100,
+  checkpoint_interval: int = 1000,
+  summary_interval: int = 100,
+  validation_interval: int = 5000,
+  max_to_keep: int = 5,
+  skip_corrupt_records: bool = False,
+  input_dtype: str = 'float32',
+  shuffle_buffer_size: int = 10000,
+  overrides: Optional[Dict[str, Any]] = None,
 ) -> experiment_lib.Experiment:
   """A supervised RetinaNet experiment on human labels.
 
@@ -196,34 +222,43 @@ def detection_experiment(
   """
   policy_config = augment_policies.augment_policy(name=policy)
   train_data = retinanet_cfg.DataConfig(
-      input_path=data.train_pattern, is_training=True,
-      global_batch_size=train_batch_size, dtype=input_dtype,
-      shuffle_buffer_size=shuffle_buffer_size)
+    input_path=data.train_pattern,
+    is_training=True,
+    global_batch_size=train_batch_size,
+    dtype=input_dtype,
+    shuffle_buffer_size=shuffle_buffer_size,
+  )
   policy_config.apply_to(train_data.parser)
   validation_data = retinanet_cfg.DataConfig(
-      input_path=data.val_pattern, is_training=False, drop_remainder=False,
-      global_batch_size=eval_batch_size, dtype=input_dtype)
+    input_path=data.val_pattern,
+    is_training=False,
+    drop_remainder=False,
+    global_batch_size=eval_batch_size,
+    dtype=input_dtype,
+  )
   task = detection.DetectionTaskConfig(
-      model=retinanet_model(num_classes=data.num_classes),
-      train_data=train_data,
-      validation_data=validation_data,
-      losses=retinanet_cfg.Losses(l2_weight_decay=weight_decay),
-      init_checkpoint=init_checkpoint,
-      init_checkpoint_modules=init_checkpoint_modules,
-      annotation_file=data.annotation_file,
-      skip_corrupt_records=skip_corrupt_records)
+    model=retinanet_model(num_classes=data.num_classes),
+    train_data=train_data,
+    validation_data=validation_data,
+    losses=retinanet_cfg.Losses(l2_weight_decay=weight_decay),
+    init_checkpoint=init_checkpoint,
+    init_checkpoint_modules=init_checkpoint_modules,
+    annotation_file=data.annotation_file,
+    skip_corrupt_records=skip_corrupt_records,
+  )
   config = cfg.ExperimentConfig(
-      runtime=runtime(),
-      task=task,
-      trainer=cfg.TrainerConfig(
-          train_steps=train_steps,
-          validation_steps=_steps(data.num_val, eval_batch_size),
-          validation_interval=validation_interval,
-          steps_per_loop=steps_per_loop,
-          summary_interval=summary_interval,
-          checkpoint_interval=checkpoint_interval,
-          max_to_keep=max_to_keep,
-          optimizer_config=cosine_schedule(train_steps=train_steps)),
+    runtime=runtime(),
+    task=task,
+    trainer=cfg.TrainerConfig(
+      train_steps=train_steps,
+      validation_steps=_steps(data.num_val, eval_batch_size),
+      validation_interval=validation_interval,
+      steps_per_loop=steps_per_loop,
+      summary_interval=summary_interval,
+      checkpoint_interval=checkpoint_interval,
+      max_to_keep=max_to_keep,
+      optimizer_config=cosine_schedule(train_steps=train_steps),
+    ),
   )
   if overrides:
     config.override(_nest(overrides), is_strict=True)

@@ -9,9 +9,8 @@ import dataclasses
 from typing import Callable
 
 import gin
-import yaml
-
 from official.core import config_definitions as cfg
+import yaml
 
 
 @dataclasses.dataclass
@@ -23,9 +22,6 @@ class Experiment:
 def register_configurables() -> None:
   """Imports the modules whose gin configurables experiment files bind."""
   # pylint: disable=g-import-not-at-top,unused-import
-  from official_selftrain.configs import detection
-  from official_selftrain.data import datasets
-  from official_selftrain.ops import augment_policies
 
 
 @gin.configurable('experiment')
@@ -36,6 +32,9 @@ def build(config: Experiment = gin.REQUIRED) -> Experiment:
 
 def describe(experiment: Experiment) -> str:
   """The gin bindings and the Model Garden config they resolve to."""
-  return ('# ---- gin bindings ----\n' + gin.config_str() +
-          '\n# ---- resolved Model Garden ExperimentConfig ----\n' +
-          yaml.safe_dump(experiment.config.as_dict(), sort_keys=False))
+  return (
+    '# ---- gin bindings ----\n'
+    + gin.config_str()
+    + '\n# ---- resolved Model Garden ExperimentConfig ----\n'
+    + yaml.safe_dump(experiment.config.as_dict(), sort_keys=False)
+  )

@@ -7,7 +7,8 @@ a missing dataset is reported before any model is built.
 
 import dataclasses
 import os
-from typing import Callable, Optional
+from typing import Callable
+from typing import Optional
 
 import gin
 import tensorflow as tf
@@ -36,6 +37,7 @@ class DetectionData:
     class_names: names of labels 1..num_classes-1.
     prepare_fn: makes sure the files exist (generates or checks).
   """
+
   name: str
   train_pattern: str
   val_pattern: str
@@ -58,9 +60,17 @@ def _split_paths(data_dir, seed, spec, split, num):
 
 
 @gin.configurable
-def shapes_det(data_dir: Optional[str] = None, num_train: int = 2000,
-               num_val: int = 500, label_fraction: float = 1.0, seed: int = 0,
-               image_size: int = 128, max_objects: int = 7) -> DetectionData:
+def shapes_det(
+  data_dir: Optional[str] = None,
+  num_train: int = 2000,
+  num_val: int = 500,
+  label_fraction: float = 1.0,
+  seed: int = 0,
+  image_size: int = 128,
+  max_objects: int = 7,
+  min_object_size: float = 0.07,
+  max_object_size: float = 0.38,
+) -> DetectionData:
   """Shapes-Det, the embedded COCO, generated on first use and cached.
 
   Args:
@@ -72,18 +82,27 @@ def shapes_det(data_dir: Optional[str] = None, num_train: int = 2000,
     seed: generator seed.
     image_size: side of the square images.
     max_objects: most objects drawn per scene.
+    min_object_size: smallest object extent, as a fraction of the image side.
+    max_object_size: largest object extent, as a fraction of the image side.
 
   Returns:
     DetectionData.
   """
   if not 0 < label_fraction <= 1:
-    raise ValueError(f'shapes_det.label_fraction={label_fraction} must be in '
-                     '(0, 1].')
+    raise ValueError(
+      f'shapes_det.label_fraction={label_fraction} must be in (0, 1].'
+    )
   data_dir = data_dir or embedded.default_data_dir()
-  spec = shapes.SceneSpec(image_size=image_size, max_objects=max_objects)
+  spec = shapes.SceneSpec(
+    image_size=image_size,
+    max_objects=max_objects,
+    min_object_size=min_object_size,
+    max_object_size=max_object_size,
+  )
   labelled = max(1, int(round(num_train * label_fraction)))
-  train_dir, train_pattern = _split_paths(data_dir, seed, spec, 'train',
-                                          labelled)
+  train_dir, train_pattern = _split_paths(
+    data_dir, seed, spec, 'train', labelled
+  )
   val_dir, val_pattern = _split_paths(data_dir, seed, spec, 'val', num_val)
 
   def prepare():
@@ -91,10 +110,16 @@ def shapes_det(data_dir: Optional[str] = None, num_train: int = 2000,
     embedded.shapes_det_split(data_dir, 'val', num_val, seed, spec)
 
   return DetectionData(
-      name='shapes_det', train_pattern=train_pattern, val_pattern=val_pattern,
-      annotation_file=os.path.join(val_dir, 'annotations.json'),
-      num_classes=len(spec.classes) + 1, num_train=labelled, num_val=num_val,
-      class_names=spec.classes, prepare_fn=prepare)
+    name='shapes_det',
+    train_pattern=train_pattern,
+    val_pattern=val_pattern,
+    annotation_file=os.path.join(val_dir, 'annotations.json'),
+    num_classes=len(spec.classes) + 1,
+    num_train=labelled,
+    num_val=num_val,
+    class_names=spec.classes,
+    prepare_fn=prepare,
+  )
 
 
 COCO_NUM_CLASSES = 91  # COCO's 80 classes keep their original ids 1..90.
@@ -103,10 +128,12 @@ COCO_VAL_IMAGES = 5000
 
 
 @gin.configurable
-def coco(data_dir: str = '/data/coco',
-         train_pattern: str = 'train-*',
-         val_pattern: str = 'val-*',
-         annotation_file: str = 'instances_val2017.json') -> DetectionData:
+def coco(
+  data_dir: str = '/data/coco',
+  train_pattern: str = 'train-*',
+  val_pattern: str = 'val-*',
+  annotation_file: str = 'instances_val2017.json',
+) -> DetectionData:
   """COCO 2017 as TFRecords made by tools/create_coco_tfrecords.py.
 
   Args:
@@ -126,19 +153,69 @@ def coco(data_dir: str = '/data/coco',
     for what, path in (('train TFRecords', train), ('val TFRecords', val)):
       if not tf.io.gfile.glob(path):
         raise MissingDatasetError(
-            f'No COCO {what} match {path!r} (gin binding coco.data_dir='
-            f'{data_dir!r}). Make them with:\n  python '
-            'tools/create_coco_tfrecords.py --image_dir=<train2017|val2017> '
-            '--annotation_file=<instances_*.json> '
-            f'--output_prefix={data_dir}/<train|val>\n'
-            'or bind coco.data_dir to where they are.')
+          f'No COCO {what} match {path!r} (gin binding coco.data_dir='
+          f'{data_dir!r}). Make them with:\n  python '
+          'tools/create_coco_tfrecords.py --image_dir=<train2017|val2017> '
+          '--annotation_file=<instances_*.json> '
+          f'--output_prefix={data_dir}/<train|val>\n'
+          'or bind coco.data_dir to where they are.'
+        )
     if not tf.io.gfile.exists(annotations):
       raise MissingDatasetError(
-          f'COCO val annotations {annotations!r} not found (gin binding '
-          'coco.annotation_file); copy instances_val2017.json there.')
+        f'COCO val annotations {annotations!r} not found (gin binding '
+        'coco.annotation_file); copy instances_val2017.json there.'
+      )
 
   return DetectionData(
-      name='coco', train_pattern=train, val_pattern=val,
-      annotation_file=annotations, num_classes=COCO_NUM_CLASSES,
-      num_train=COCO_TRAIN_IMAGES, num_val=COCO_VAL_IMAGES,
-      prepare_fn=prepare)
+    name='coco',
+    train_pattern=train,
+    val_pattern=val,
+    annotation_file=annotations,
+    num_classes=COCO_NUM_CLASSES,
+    num_train=COCO_TRAIN_IMAGES,
+    num_val=COCO_VAL_IMAGES,
+    prepare_fn=prepare,
+  )
+
+
+@gin.configurable
+def detection_tfrecords(
+  train_pattern: str = gin.REQUIRED,
+  val_pattern: str = gin.REQUIRED,
+  num_classes: int = gin.REQUIRED,
+  annotation_file: Optional[str] = None,
+  num_val: Optional[int] = None,
+) -> DetectionData:
+  """Your own data: any TFRecords in Model Garden's detection schema.
+
+  Args:
+    train_pattern: glob of training TFRecords.
+    val_pattern: glob of validation TFRecords.
+    num_classes: including background (label 0).
+    annotation_file: COCO-format val JSON; None lets Model Garden's evaluator
+      build the ground truth from the val records.
+    num_val: val images (None: evaluate until the val files end).
+
+  Returns:
+    DetectionData.
+  """
+
+  def prepare():
+    for binding, pattern in (
+      ('train_pattern', train_pattern),
+      ('val_pattern', val_pattern),
+    ):
+      if not tf.io.gfile.glob(pattern):
+        raise MissingDatasetError(
+          f'detection_tfrecords.{binding}={pattern!r} matches no file.'
+        )
+
+  return DetectionData(
+    name='detection_tfrecords',
+    train_pattern=train_pattern,
+    val_pattern=val_pattern,
+    annotation_file=annotation_file,
+    num_classes=num_classes,
+    num_val=num_val,
+    prepare_fn=prepare,
+  )

@@ -12,15 +12,18 @@ import json
 import os
 import shutil
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable
+from typing import Dict
+from typing import List
+from typing import Optional
 
 from absl import logging
 import numpy as np
+from official.vision.data import tf_example_builder
 from PIL import Image
 from pycocotools import mask as mask_util
 import tensorflow as tf
 
-from official.vision.data import tf_example_builder
 from official_selftrain.data import shapes
 
 # Bump when the drawing code changes, so stale caches are not reused.
@@ -31,8 +34,9 @@ JPEG_QUALITY = 90
 def default_data_dir() -> str:
   """Where generated data is cached: $SELFTRAIN_DATA_DIR or ~/.cache/..."""
   return os.environ.get(
-      'SELFTRAIN_DATA_DIR',
-      os.path.join(os.path.expanduser('~'), '.cache', 'official_selftrain'))
+    'SELFTRAIN_DATA_DIR',
+    os.path.join(os.path.expanduser('~'), '.cache', 'official_selftrain'),
+  )
 
 
 def _encode_jpeg(image: np.ndarray) -> bytes:
@@ -41,9 +45,12 @@ def _encode_jpeg(image: np.ndarray) -> bytes:
     return out.getvalue()
 
 
-def scene_to_tf_example(scene: shapes.Scene, source_id: str,
-                        with_masks: bool = True,
-                        image_label: Optional[int] = None) -> tf.train.Example:
+def scene_to_tf_example(
+  scene: shapes.Scene,
+  source_id: str,
+  with_masks: bool = True,
+  image_label: Optional[int] = None,
+) -> tf.train.Example:
   """Serialises a scene with Model Garden's TfExampleBuilder (detection schema).
 
   Args:
@@ -58,15 +65,22 @@ def scene_to_tf_example(scene: shapes.Scene, source_id: str,
   size_h, size_w = scene.image.shape[:2]
   builder = tf_example_builder.TfExampleBuilder()
   builder.add_encoded_image_feature(
-      _encode_jpeg(scene.image), 'JPEG', size_h, size_w, 3,
-      source_id.encode(), label=image_label)
+    _encode_jpeg(scene.image),
+    'JPEG',
+    size_h,
+    size_w,
+    3,
+    source_id.encode(),
+    label=image_label,
+  )
   boxes = scene.boxes
   builder.add_boxes_feature(
-      xmins=(boxes[:, 1] / size_w).tolist(),
-      xmaxs=(boxes[:, 3] / size_w).tolist(),
-      ymins=(boxes[:, 0] / size_h).tolist(),
-      ymaxs=(boxes[:, 2] / size_h).tolist(),
-      labels=scene.classes.tolist())
+    xmins=(boxes[:, 1] / size_w).tolist(),
+    xmaxs=(boxes[:, 3] / size_w).tolist(),
+    ymins=(boxes[:, 0] / size_h).tolist(),
+    ymaxs=(boxes[:, 2] / size_h).tolist(),
+    labels=scene.classes.tolist(),
+  )
   builder.add_ints_feature('image/object/is_crowd', [0] * len(scene.classes))
   if with_masks:
     if len(scene.classes):
@@ -80,33 +94,55 @@ def scene_to_tf_example(scene: shapes.Scene, source_id: str,
   return builder.example
 
 
-def _coco_annotations(scenes: List[shapes.Scene], ids: List[int],
-                      class_names) -> Dict:
+def _coco_annotations(
+  scenes: List[shapes.Scene], ids: List[int], class_names
+) -> Dict:
   """COCO-format ground truth (boxes as [x, y, w, h] pixels, RLE masks)."""
   images, annotations = [], []
   for scene, image_id in zip(scenes, ids):
     height, width = scene.image.shape[:2]
-    images.append({'id': image_id, 'file_name': f'{image_id}.jpg',
-                   'height': height, 'width': width})
+    images.append(
+      {
+        'id': image_id,
+        'file_name': f'{image_id}.jpg',
+        'height': height,
+        'width': width,
+      }
+    )
     for box, label, mask in zip(scene.boxes, scene.classes, scene.masks):
       ymin, xmin, ymax, xmax = [float(v) for v in box]
       rle = mask_util.encode(np.asfortranarray(mask))
       rle['counts'] = rle['counts'].decode('ascii')
-      annotations.append({
-          'id': len(annotations) + 1, 'image_id': image_id,
+      annotations.append(
+        {
+          'id': len(annotations) + 1,
+          'image_id': image_id,
           'category_id': int(label),
           'bbox': [xmin, ymin, xmax - xmin, ymax - ymin],
-          'area': float(mask.sum()), 'iscrowd': 0, 'segmentation': rle})
+          'area': float(mask.sum()),
+          'iscrowd': 0,
+          'segmentation': rle,
+        }
+      )
   categories = [{'id': i + 1, 'name': n} for i, n in enumerate(class_names)]
-  return {'images': images, 'annotations': annotations,
-          'categories': categories}
+  return {
+    'images': images,
+    'annotations': annotations,
+    'categories': categories,
+  }
 
 
-def write_split(output_dir: str, num_images: int,
-                make_scene: Callable[[int], shapes.Scene], num_shards: int,
-                class_names, coco_json: bool = False,
-                image_labels: bool = False, with_masks: bool = True,
-                write_jpegs: bool = False) -> str:
+def write_split(
+  output_dir: str,
+  num_images: int,
+  make_scene: Callable[[int], shapes.Scene],
+  num_shards: int,
+  class_names,
+  coco_json: bool = False,
+  image_labels: bool = False,
+  with_masks: bool = True,
+  write_jpegs: bool = False,
+) -> str:
   """Generates `num_images` scenes into sharded TFRecords under `output_dir`.
 
   The directory appears only when complete (temporary name, then rename).
@@ -134,16 +170,21 @@ def write_split(output_dir: str, num_images: int,
     os.makedirs(os.path.join(tmp_dir, 'images'))
   start = time.time()
   writers = [
-      tf.io.TFRecordWriter(os.path.join(
-          tmp_dir, f'data-{k:05d}-of-{num_shards:05d}.tfrecord'))
-      for k in range(num_shards)]
+    tf.io.TFRecordWriter(
+      os.path.join(tmp_dir, f'data-{k:05d}-of-{num_shards:05d}.tfrecord')
+    )
+    for k in range(num_shards)
+  ]
   kept_scenes, ids = [], []
   for index in range(num_images):
     scene = make_scene(index)
     image_id = index + 1
     example = scene_to_tf_example(
-        scene, str(image_id), with_masks=with_masks,
-        image_label=shapes.scene_label(scene) if image_labels else None)
+      scene,
+      str(image_id),
+      with_masks=with_masks,
+      image_label=shapes.scene_label(scene) if image_labels else None,
+    )
     writers[index % num_shards].write(example.SerializeToString())
     if write_jpegs:
       with open(os.path.join(tmp_dir, 'images', f'{image_id}.jpg'), 'wb') as f:
@@ -153,9 +194,14 @@ def write_split(output_dir: str, num_images: int,
       ids.append(image_id)
     if (index + 1) % 500 == 0:
       rate = (index + 1) / (time.time() - start)
-      logging.info('%s: %d/%d images, %.0f images/s, ETA %.0fs',
-                   os.path.basename(output_dir), index + 1, num_images, rate,
-                   (num_images - index - 1) / rate)
+      logging.info(
+        '%s: %d/%d images, %.0f images/s, ETA %.0fs',
+        os.path.basename(output_dir),
+        index + 1,
+        num_images,
+        rate,
+        (num_images - index - 1) / rate,
+      )
   for writer in writers:
     writer.close()
   if coco_json:
@@ -165,42 +211,68 @@ def write_split(output_dir: str, num_images: int,
     json.dump({'num_images': num_images, 'seconds': time.time() - start}, f)
   shutil.rmtree(output_dir, ignore_errors=True)
   os.rename(tmp_dir, output_dir)
-  logging.info('Wrote %d images to %s in %.1fs', num_images, output_dir,
-               time.time() - start)
+  logging.info(
+    'Wrote %d images to %s in %.1fs',
+    num_images,
+    output_dir,
+    time.time() - start,
+  )
   return output_dir
 
 
 def shapes_det_dir_name(seed: int, spec: shapes.SceneSpec) -> str:
   """Cache folder of one Shapes-Det configuration (version, seed, spec)."""
   spec_key = hashlib.sha1(repr(spec).encode()).hexdigest()[:8]
-  return (f'shapes_det_v{GENERATOR_VERSION}_seed{seed}_{spec.image_size}px_'
-          f'{spec_key}')
+  return (
+    f'shapes_det_v{GENERATOR_VERSION}_seed{seed}_{spec.image_size}px_{spec_key}'
+  )
 
 
-def shapes_det_split(data_dir: str, split: str, num_images: int, seed: int = 0,
-                     spec: shapes.SceneSpec = shapes.SceneSpec(),
-                     num_shards: int = 4, write_jpegs: bool = False) -> str:
+def shapes_det_split(
+  data_dir: str,
+  split: str,
+  num_images: int,
+  seed: int = 0,
+  spec: shapes.SceneSpec = shapes.SceneSpec(),
+  num_shards: int = 4,
+  write_jpegs: bool = False,
+) -> str:
   """Ensures a Shapes-Det split exists on disk; returns its directory.
 
   A smaller split of the same seed is a prefix of a larger one, so the 20% and
   50% label fractions are subsets of the 100% set, as in the paper's Table 3.
   """
-  output_dir = os.path.join(data_dir, shapes_det_dir_name(seed, spec),
-                            f'{split}_{num_images}')
+  output_dir = os.path.join(
+    data_dir, shapes_det_dir_name(seed, spec), f'{split}_{num_images}'
+  )
   return write_split(
-      output_dir, num_images,
-      lambda i: shapes.det_scene(seed, split, i, spec),
-      num_shards=num_shards, class_names=spec.classes,
-      coco_json=split != 'train', write_jpegs=write_jpegs)
+    output_dir,
+    num_images,
+    lambda i: shapes.det_scene(seed, split, i, spec),
+    num_shards=num_shards,
+    class_names=spec.classes,
+    coco_json=split != 'train',
+    write_jpegs=write_jpegs,
+  )
 
 
-def shapes_cls_split(data_dir: str, split: str, num_images: int, seed: int = 0,
-                     image_size: int = 128, num_shards: int = 4) -> str:
+def shapes_cls_split(
+  data_dir: str,
+  split: str,
+  num_images: int,
+  seed: int = 0,
+  image_size: int = 128,
+  num_shards: int = 4,
+) -> str:
   """Ensures a Shapes-Cls split exists on disk; returns its directory."""
   name = f'shapes_cls_v{GENERATOR_VERSION}_seed{seed}_{image_size}px'
   output_dir = os.path.join(data_dir, name, f'{split}_{num_images}')
   return write_split(
-      output_dir, num_images,
-      lambda i: shapes.cls_image(seed, split, i, image_size),
-      num_shards=num_shards, class_names=shapes.CLS_CLASSES,
-      image_labels=True, with_masks=False)
+    output_dir,
+    num_images,
+    lambda i: shapes.cls_image(seed, split, i, image_size),
+    num_shards=num_shards,
+    class_names=shapes.CLS_CLASSES,
+    image_labels=True,
+    with_masks=False,
+  )

@@ -12,7 +12,10 @@ import dataclasses
 import hashlib
 import json
 import os
-from typing import List, Optional, Sequence, Union
+from typing import List
+from typing import Optional
+from typing import Sequence
+from typing import Union
 
 from absl import logging
 import tensorflow as tf
@@ -58,12 +61,13 @@ def scan_file(path: str) -> List[BadRecord]:
 def _cache_key(path: str) -> str:
   stat = tf.io.gfile.stat(path)
   return hashlib.sha1(
-      f'{path}:{stat.length}:{stat.mtime_nsec}'.encode()).hexdigest()
+    f'{path}:{stat.length}:{stat.mtime_nsec}'.encode()
+  ).hexdigest()
 
 
-def find_undecodable_records(patterns: Union[str, Sequence[str]],
-                             cache_dir: Optional[str] = None
-                             ) -> List[BadRecord]:
+def find_undecodable_records(
+  patterns: Union[str, Sequence[str]], cache_dir: Optional[str] = None
+) -> List[BadRecord]:
   """Scans all files matching `patterns` (comma-separated or a list).
 
   Args:

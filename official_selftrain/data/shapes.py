@@ -18,16 +18,26 @@ Images are drawn with numpy + PIL; no TF here, so generation is cheap to import.
 
 import dataclasses
 import math
-from typing import List, Optional, Sequence, Tuple
+from typing import List
+from typing import Optional
+from typing import Sequence
+from typing import Tuple
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
+from PIL import ImageDraw
 
 # Class names; the label of class i is i + 1 (0 is background, as in COCO).
 DET_CLASSES = ('circle', 'triangle', 'square', 'star', 'cross', 'ring')
 # ImageNet is a superset of COCO's concepts; so is Shapes-Cls of Shapes-Det.
 CLS_CLASSES = DET_CLASSES + (
-    'pentagon', 'hexagon', 'diamond', 'arrow', 'crescent', 'trapezoid')
+  'pentagon',
+  'hexagon',
+  'diamond',
+  'arrow',
+  'crescent',
+  'trapezoid',
+)
 
 _SPLIT_IDS = {'train': 1, 'val': 2, 'test': 3, 'unlabeled': 4}
 
@@ -35,6 +45,7 @@ _SPLIT_IDS = {'train': 1, 'val': 2, 'test': 3, 'unlabeled': 4}
 @dataclasses.dataclass(frozen=True)
 class SceneSpec:
   """How Shapes-Det scenes are drawn. The defaults keep a small detector busy."""
+
   image_size: int = 128
   min_objects: int = 2
   max_objects: int = 7
@@ -63,6 +74,7 @@ class Scene:
     masks: uint8 [N, H, W] visible instance masks (0/1).
     semantic: uint8 [H, W] class label per pixel, 0 for background.
   """
+
   image: np.ndarray
   boxes: np.ndarray
   classes: np.ndarray
@@ -97,8 +109,24 @@ def _unit_outlines(name: str) -> List[np.ndarray]:
     return [_star()]
   if name == 'cross':
     a = 0.33
-    return [np.array([(-a, -1), (a, -1), (a, -a), (1, -a), (1, a), (a, a),
-                      (a, 1), (-a, 1), (-a, a), (-1, a), (-1, -a), (-a, -a)])]
+    return [
+      np.array(
+        [
+          (-a, -1),
+          (a, -1),
+          (a, -a),
+          (1, -a),
+          (1, a),
+          (a, a),
+          (a, 1),
+          (-a, 1),
+          (-a, a),
+          (-1, a),
+          (-1, -a),
+          (-a, -a),
+        ]
+      )
+    ]
   if name == 'ring':
     return [_regular_polygon(40), _regular_polygon(40) * 0.55]
   if name == 'pentagon':
@@ -108,8 +136,19 @@ def _unit_outlines(name: str) -> List[np.ndarray]:
   if name == 'diamond':
     return [np.array([(0, -1), (0.55, 0), (0, 1), (-0.55, 0)])]
   if name == 'arrow':
-    return [np.array([(-1, -0.25), (0.2, -0.25), (0.2, -0.6), (1, 0),
-                      (0.2, 0.6), (0.2, 0.25), (-1, 0.25)])]
+    return [
+      np.array(
+        [
+          (-1, -0.25),
+          (0.2, -0.25),
+          (0.2, -0.6),
+          (1, 0),
+          (0.2, 0.6),
+          (0.2, 0.25),
+          (-1, 0.25),
+        ]
+      )
+    ]
   if name == 'crescent':
     return [_regular_polygon(40), _regular_polygon(40) * 0.85 + (0.35, -0.1)]
   if name == 'trapezoid':
@@ -117,11 +156,17 @@ def _unit_outlines(name: str) -> List[np.ndarray]:
   raise ValueError(f'Unknown shape {name!r}; known: {CLS_CLASSES}')
 
 
-def _draw_shape_mask(name: str, size: int, center: Tuple[float, float],
-                     radius: Tuple[float, float], angle: float) -> np.ndarray:
+def _draw_shape_mask(
+  name: str,
+  size: int,
+  center: Tuple[float, float],
+  radius: Tuple[float, float],
+  angle: float,
+) -> np.ndarray:
   """Rasterises one rotated, stretched shape to a 0/1 uint8 mask."""
-  rot = np.array([[math.cos(angle), -math.sin(angle)],
-                  [math.sin(angle), math.cos(angle)]])
+  rot = np.array(
+    [[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]]
+  )
   canvas = Image.new('L', (size, size), 0)
   draw = ImageDraw.Draw(canvas)
   for k, outline in enumerate(_unit_outlines(name)):
@@ -141,19 +186,20 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
   kind = rng.integers(0, 3)
   if kind == 0:  # linear gradient at a random angle
     theta = rng.uniform(0, 2 * math.pi)
-    t = (math.cos(theta) * xx + math.sin(theta) * yy)
+    t = math.cos(theta) * xx + math.sin(theta) * yy
     t = (t - t.min()) / max(t.max() - t.min(), 1e-6)
   elif kind == 1:  # stripes
     theta = rng.uniform(0, math.pi)
     freq = rng.uniform(3, 12)
-    t = 0.5 + 0.5 * np.sin(2 * math.pi * freq *
-                           (math.cos(theta) * xx + math.sin(theta) * yy))
+    t = 0.5 + 0.5 * np.sin(
+      2 * math.pi * freq * (math.cos(theta) * xx + math.sin(theta) * yy)
+    )
   else:  # checks
     n = rng.integers(3, 10)
     t = ((np.floor(xx * n) + np.floor(yy * n)) % 2).astype(np.float32)
   # Low-contrast backgrounds so that shapes stay visible but not trivially so.
   contrast = rng.uniform(0.2, 0.6)
-  base = (c0 + (c1 - c0) * contrast * t[..., None])
+  base = c0 + (c1 - c0) * contrast * t[..., None]
   noise = rng.normal(0, rng.uniform(4, 20), size=(size, size, 3))
   return base + noise
 
@@ -183,8 +229,9 @@ def _shade(rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
   if rng.random() < 0.5:
     return np.broadcast_to(colour, (size, size, 3))
   yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
-  return colour + (rng.uniform(-60, 60, size=3) *
-                   (xx if rng.random() < 0.5 else yy)[..., None])
+  return colour + (
+    rng.uniform(-60, 60, size=3) * (xx if rng.random() < 0.5 else yy)[..., None]
+  )
 
 
 def _mask_box(mask: np.ndarray) -> Tuple[float, float, float, float]:
@@ -193,10 +240,15 @@ def _mask_box(mask: np.ndarray) -> Tuple[float, float, float, float]:
   return float(ys[0]), float(xs[0]), float(ys[-1] + 1), float(xs[-1] + 1)
 
 
-def _compose(rng: np.random.Generator, size: int,
-             objects: Sequence[Tuple[str, np.ndarray]],
-             classes: Tuple[str, ...], clutter: int,
-             min_visible_fraction: float, min_visible_pixels: int) -> Scene:
+def _compose(
+  rng: np.random.Generator,
+  size: int,
+  objects: Sequence[Tuple[str, np.ndarray]],
+  classes: Tuple[str, ...],
+  clutter: int,
+  min_visible_fraction: float,
+  min_visible_pixels: int,
+) -> Scene:
   """Paints objects back to front and derives visible masks and boxes."""
   image = _background(rng, size)
   _add_clutter(rng, image, clutter // 2)
@@ -221,15 +273,17 @@ def _compose(rng: np.random.Generator, size: int,
     masks.append(visible.astype(np.uint8))
     semantic[visible] = classes.index(name) + 1
   return Scene(
-      image=image.astype(np.uint8),
-      boxes=np.array(boxes, dtype=np.float32).reshape(-1, 4),
-      classes=np.array(labels, dtype=np.int32),
-      masks=np.array(masks, dtype=np.uint8).reshape(-1, size, size),
-      semantic=semantic)
+    image=image.astype(np.uint8),
+    boxes=np.array(boxes, dtype=np.float32).reshape(-1, 4),
+    classes=np.array(labels, dtype=np.int32),
+    masks=np.array(masks, dtype=np.uint8).reshape(-1, size, size),
+    semantic=semantic,
+  )
 
 
-def det_scene(seed: int, split: str, index: int,
-              spec: SceneSpec = SceneSpec()) -> Scene:
+def det_scene(
+  seed: int, split: str, index: int, spec: SceneSpec = SceneSpec()
+) -> Scene:
   """Draws Shapes-Det image `index` of `split`: several objects, clutter."""
   rng = _rng(seed, split, index)
   size = spec.image_size
@@ -237,22 +291,37 @@ def det_scene(seed: int, split: str, index: int,
   for _ in range(rng.integers(spec.min_objects, spec.max_objects + 1)):
     name = spec.classes[rng.integers(len(spec.classes))]
     # Log-uniform sizes: as many small objects as large ones.
-    extent = size * math.exp(rng.uniform(math.log(spec.min_object_size),
-                                         math.log(spec.max_object_size)))
+    extent = size * math.exp(
+      rng.uniform(
+        math.log(spec.min_object_size), math.log(spec.max_object_size)
+      )
+    )
     aspect = math.exp(rng.uniform(-0.3, 0.3))
     radius = (extent / 2 * aspect, extent / 2 / aspect)
     center = tuple(rng.uniform(0.05 * size, 0.95 * size, 2))
-    mask = _draw_shape_mask(name, size, center, radius,
-                            rng.uniform(0, 2 * math.pi))
+    mask = _draw_shape_mask(
+      name, size, center, radius, rng.uniform(0, 2 * math.pi)
+    )
     if mask.sum() > 0:
       objects.append((name, mask))
-  return _compose(rng, size, objects, spec.classes,
-                  int(rng.integers(0, spec.max_clutter + 1)),
-                  spec.min_visible_fraction, spec.min_visible_pixels)
+  return _compose(
+    rng,
+    size,
+    objects,
+    spec.classes,
+    int(rng.integers(0, spec.max_clutter + 1)),
+    spec.min_visible_fraction,
+    spec.min_visible_pixels,
+  )
 
 
-def cls_image(seed: int, split: str, index: int, image_size: int = 128,
-              classes: Tuple[str, ...] = CLS_CLASSES) -> Scene:
+def cls_image(
+  seed: int,
+  split: str,
+  index: int,
+  image_size: int = 128,
+  classes: Tuple[str, ...] = CLS_CLASSES,
+) -> Scene:
   """Draws Shapes-Cls image `index`: one iconic object, as in ImageNet."""
   rng = _rng(seed, split, index)
   name = classes[rng.integers(len(classes))]
@@ -260,11 +329,16 @@ def cls_image(seed: int, split: str, index: int, image_size: int = 128,
   aspect = math.exp(rng.uniform(-0.2, 0.2))
   jitter = rng.uniform(-0.1, 0.1, 2) * image_size
   center = tuple(image_size / 2 + jitter)
-  mask = _draw_shape_mask(name, image_size, center,
-                          (extent / 2 * aspect, extent / 2 / aspect),
-                          rng.uniform(0, 2 * math.pi))
-  return _compose(rng, image_size, [(name, mask)], classes,
-                  int(rng.integers(0, 3)), 0.0, 1)
+  mask = _draw_shape_mask(
+    name,
+    image_size,
+    center,
+    (extent / 2 * aspect, extent / 2 / aspect),
+    rng.uniform(0, 2 * math.pi),
+  )
+  return _compose(
+    rng, image_size, [(name, mask)], classes, int(rng.integers(0, 3)), 0.0, 1
+  )
 
 
 def scene_label(scene: Scene) -> Optional[int]:

@@ -13,10 +13,10 @@ crop/pad, and AutoAugment / RandAugment that move boxes
 """
 
 import dataclasses
-from typing import Optional, Tuple
+from typing import Optional
+from typing import Tuple
 
 import gin
-
 from official.vision.configs import common
 
 POLICIES = ('S1', 'S2', 'S3', 'S4', 'none')
@@ -25,6 +25,7 @@ POLICIES = ('S1', 'S2', 'S3', 'S4', 'none')
 @dataclasses.dataclass(frozen=True)
 class AugmentPolicy:
   """A resolved policy, ready to set on a Model Garden parser config."""
+
   name: str
   hflip: bool
   scale_jitter: Tuple[float, float]
@@ -33,17 +34,18 @@ class AugmentPolicy:
   def apply_to(self, parser_config) -> None:
     """Sets the policy on a `retinanet.Parser`-like config, in place."""
     parser_config.aug_rand_hflip = self.hflip
-    parser_config.aug_scale_min, parser_config.aug_scale_max = (
-        self.scale_jitter)
+    parser_config.aug_scale_min, parser_config.aug_scale_max = self.scale_jitter
     parser_config.aug_type = self.aug_type
 
 
 @gin.configurable
-def augment_policy(name: str = 'S1',
-                   scale_jitter: Optional[Tuple[float, float]] = None,
-                   autoaugment_version: str = 'v0',
-                   randaugment_magnitude: float = 10,
-                   randaugment_layers: int = 2) -> AugmentPolicy:
+def augment_policy(
+  name: str = 'S1',
+  scale_jitter: Optional[Tuple[float, float]] = None,
+  autoaugment_version: str = 'v0',
+  randaugment_magnitude: float = 10,
+  randaugment_layers: int = 2,
+) -> AugmentPolicy:
   """Resolves a policy name of Table 1, with optional overrides.
 
   Args:
@@ -66,16 +68,28 @@ def augment_policy(name: str = 'S1',
   aug_type = None
   if name in ('S2', 'S3'):
     aug_type = common.Augmentation(
-        type='autoaug',
-        autoaug=common.AutoAugment(
-            augmentation_name=f'detection_{autoaugment_version}'))
+      type='autoaug',
+      autoaug=common.AutoAugment(
+        augmentation_name=f'detection_{autoaugment_version}'
+      ),
+    )
   elif name == 'S4':
     aug_type = common.Augmentation(
-        type='randaug',
-        randaug=common.RandAugment(magnitude=randaugment_magnitude,
-                                   num_layers=randaugment_layers))
-  default_jitter = {'S1': small, 'S2': small, 'S3': large, 'S4': large,
-                    'none': (1.0, 1.0)}[name]
+      type='randaug',
+      randaug=common.RandAugment(
+        magnitude=randaugment_magnitude, num_layers=randaugment_layers
+      ),
+    )
+  default_jitter = {
+    'S1': small,
+    'S2': small,
+    'S3': large,
+    'S4': large,
+    'none': (1.0, 1.0),
+  }[name]
   return AugmentPolicy(
-      name=name, hflip=name != 'none',
-      scale_jitter=tuple(scale_jitter or default_jitter), aug_type=aug_type)
+    name=name,
+    hflip=name != 'none',
+    scale_jitter=tuple(scale_jitter or default_jitter),
+    aug_type=aug_type,
+  )

@@ -12,12 +12,11 @@ Everything else (model, parser, anchors, COCO evaluation) is Model Garden's.
 """
 
 import dataclasses
-from typing import Any, Mapping, Optional
+from typing import Any
+from typing import Mapping
+from typing import Optional
 
 from absl import logging
-import tensorflow as tf
-import tf_keras
-
 from official.core import task_factory
 from official.vision.configs import retinanet as retinanet_cfg
 from official.vision.dataloaders import input_reader
@@ -27,6 +26,9 @@ from official.vision.dataloaders import tf_example_decoder
 from official.vision.losses import focal_loss
 from official.vision.losses import loss_utils
 from official.vision.tasks import retinanet
+import tensorflow as tf
+import tf_keras
+
 from official_selftrain.data import record_check
 
 
@@ -39,6 +41,7 @@ class DetectionTaskConfig(retinanet_cfg.RetinaNetTask):
       records whose image does not decode instead of failing on them.
     corrupt_records_cache_dir: where the scan result is kept ('' = no cache).
   """
+
   skip_corrupt_records: bool = False
   corrupt_records_cache_dir: str = ''
 
@@ -67,15 +70,21 @@ def skipping_dataset_fn(bad_records):
   table = None
   if keys:
     table = tf.lookup.StaticHashTable(
-        tf.lookup.KeyValueTensorInitializer(
-            tf.constant(keys), tf.ones([len(keys)], tf.int32)), 0)
+      tf.lookup.KeyValueTensorInitializer(
+        tf.constant(keys), tf.ones([len(keys)], tf.int32)
+      ),
+      0,
+    )
 
   def records_of(path):
     records = tf.data.TFRecordDataset(path)
     if table is None:
       return records
-    keep = lambda i, _: table.lookup(
-        tf.strings.join([path, ':', tf.strings.as_string(i)])) == 0
+
+    def keep(index, _):
+      key = tf.strings.join([path, ':', tf.strings.as_string(index)])
+      return table.lookup(key) == 0
+
     return records.enumerate().filter(keep).map(lambda _, r: r)
 
   def dataset_fn(paths):
@@ -93,58 +102,68 @@ class DetectionTask(retinanet.RetinaNetTask):
     """Model Garden's RetinaNet parser with this task's anchors and policy."""
     model = self.task_config.model
     return retinanet_input.Parser(
-        output_size=model.input_size[:2],
-        min_level=model.min_level,
-        max_level=model.max_level,
-        num_scales=model.anchor.num_scales,
-        aspect_ratios=model.anchor.aspect_ratios,
-        anchor_size=model.anchor.anchor_size,
-        dtype=params.dtype,
-        match_threshold=params.parser.match_threshold,
-        unmatched_threshold=params.parser.unmatched_threshold,
-        box_coder_weights=model.detection_generator.box_coder_weights,
-        aug_type=params.parser.aug_type,
-        aug_rand_hflip=params.parser.aug_rand_hflip,
-        aug_rand_jpeg=params.parser.aug_rand_jpeg,
-        aug_scale_min=params.parser.aug_scale_min,
-        aug_scale_max=params.parser.aug_scale_max,
-        skip_crowd_during_training=params.parser.skip_crowd_during_training,
-        max_num_instances=params.parser.max_num_instances,
-        pad=params.parser.pad,
-        keep_aspect_ratio=params.parser.keep_aspect_ratio)
+      output_size=model.input_size[:2],
+      min_level=model.min_level,
+      max_level=model.max_level,
+      num_scales=model.anchor.num_scales,
+      aspect_ratios=model.anchor.aspect_ratios,
+      anchor_size=model.anchor.anchor_size,
+      dtype=params.dtype,
+      match_threshold=params.parser.match_threshold,
+      unmatched_threshold=params.parser.unmatched_threshold,
+      box_coder_weights=model.detection_generator.box_coder_weights,
+      aug_type=params.parser.aug_type,
+      aug_rand_hflip=params.parser.aug_rand_hflip,
+      aug_rand_jpeg=params.parser.aug_rand_jpeg,
+      aug_scale_min=params.parser.aug_scale_min,
+      aug_scale_max=params.parser.aug_scale_max,
+      skip_crowd_during_training=params.parser.skip_crowd_during_training,
+      max_num_instances=params.parser.max_num_instances,
+      pad=params.parser.pad,
+      keep_aspect_ratio=params.parser.keep_aspect_ratio,
+    )
 
   def build_dataset_fn(self, params: retinanet_cfg.DataConfig):
     """TFRecord reader; with `skip_corrupt_records`, one that skips bad ones."""
     if not self.task_config.skip_corrupt_records:
       return tf.data.TFRecordDataset
     bad = record_check.find_undecodable_records(
-        params.input_path,
-        cache_dir=self.task_config.corrupt_records_cache_dir or None)
+      params.input_path,
+      cache_dir=self.task_config.corrupt_records_cache_dir or None,
+    )
     if bad:
       logging.warning(
-          'Skipping %d record(s) whose image does not decode '
-          '(skip_corrupt_records=True): %s', len(bad),
-          '; '.join(str(r) for r in bad[:10]))
+        'Skipping %d record(s) whose image does not decode '
+        '(skip_corrupt_records=True): %s',
+        len(bad),
+        '; '.join(str(r) for r in bad[:10]),
+      )
     return skipping_dataset_fn(bad)
 
-  def build_inputs(self, params: retinanet_cfg.DataConfig,
-                   input_context: Optional[tf.distribute.InputContext] = None):
+  def build_inputs(
+    self,
+    params: retinanet_cfg.DataConfig,
+    input_context: Optional[tf.distribute.InputContext] = None,
+  ):
     """Reads TF Examples in Model Garden's detection schema."""
     if params.tfds_name:
       return super().build_inputs(params, input_context)
     decoder_cfg = params.decoder.get()
     decoder = tf_example_decoder.TfExampleDecoder(
-        regenerate_source_id=decoder_cfg.regenerate_source_id)
+      regenerate_source_id=decoder_cfg.regenerate_source_id
+    )
     reader = input_reader_factory.input_reader_generator(
-        params,
-        dataset_fn=self.build_dataset_fn(params),
-        decoder_fn=decoder.decode,
-        combine_fn=input_reader.create_combine_fn(params),
-        parser_fn=self.build_parser(params).parse_fn(params.is_training))
+      params,
+      dataset_fn=self.build_dataset_fn(params),
+      decoder_fn=decoder.decode,
+      combine_fn=input_reader.create_combine_fn(params),
+      parser_fn=self.build_parser(params).parse_fn(params.is_training),
+    )
     return reader.read(input_context=input_context)
 
-  def detection_losses(self, outputs: Mapping[str, Any],
-                       labels: Mapping[str, Any]):
+  def detection_losses(
+    self, outputs: Mapping[str, Any], labels: Mapping[str, Any]
+  ):
     """Focal + Huber box loss of RetinaNet, normalised over the global batch.
 
     Each replica returns its share scaled by the number of replicas, so that
@@ -164,31 +183,42 @@ class DetectionTask(retinanet.RetinaNetTask):
     cls_weight = labels['cls_weights'] * (num_replicas / num_positives)
     box_weight = labels['box_weights'] * (num_replicas / num_positives)
     cls_loss_fn = focal_loss.FocalLoss(
-        alpha=params.losses.focal_loss_alpha,
-        gamma=params.losses.focal_loss_gamma,
-        reduction=tf_keras.losses.Reduction.SUM)
+      alpha=params.losses.focal_loss_alpha,
+      gamma=params.losses.focal_loss_gamma,
+      reduction=tf_keras.losses.Reduction.SUM,
+    )
     box_loss_fn = tf_keras.losses.Huber(
-        params.losses.huber_loss_delta,
-        reduction=tf_keras.losses.Reduction.SUM)
+      params.losses.huber_loss_delta, reduction=tf_keras.losses.Reduction.SUM
+    )
     num_classes = params.model.num_classes
     y_true_cls = tf.one_hot(
-        loss_utils.multi_level_flatten(labels['cls_targets'], last_dim=None),
-        num_classes)
+      loss_utils.multi_level_flatten(labels['cls_targets'], last_dim=None),
+      num_classes,
+    )
     y_pred_cls = loss_utils.multi_level_flatten(
-        outputs['cls_outputs'], last_dim=num_classes)
-    y_true_box = loss_utils.multi_level_flatten(labels['box_targets'],
-                                                last_dim=4)
-    y_pred_box = loss_utils.multi_level_flatten(outputs['box_outputs'],
-                                                last_dim=4)
-    cls_loss = cls_loss_fn(y_true=y_true_cls, y_pred=y_pred_cls,
-                           sample_weight=cls_weight)
-    box_loss = box_loss_fn(y_true=y_true_box, y_pred=y_pred_box,
-                           sample_weight=box_weight)
+      outputs['cls_outputs'], last_dim=num_classes
+    )
+    y_true_box = loss_utils.multi_level_flatten(
+      labels['box_targets'], last_dim=4
+    )
+    y_pred_box = loss_utils.multi_level_flatten(
+      outputs['box_outputs'], last_dim=4
+    )
+    cls_loss = cls_loss_fn(
+      y_true=y_true_cls, y_pred=y_pred_cls, sample_weight=cls_weight
+    )
+    box_loss = box_loss_fn(
+      y_true=y_true_box, y_pred=y_pred_box, sample_weight=box_weight
+    )
     model_loss = cls_loss + params.losses.box_loss_weight * box_loss
     return model_loss, cls_loss, box_loss
 
-  def build_losses(self, outputs: Mapping[str, Any], labels: Mapping[str, Any],
-                   aux_losses: Optional[Any] = None):
+  def build_losses(
+    self,
+    outputs: Mapping[str, Any],
+    labels: Mapping[str, Any],
+    aux_losses: Optional[Any] = None,
+  ):
     """Total loss = detection loss + weight decay (as Model Garden's)."""
     if self.task_config.model.head.attribute_heads:
       raise NotImplementedError('Attribute heads are not supported here.')

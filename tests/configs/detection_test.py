@@ -37,7 +37,9 @@ def test_coco_configs_follow_the_paper(policy):
   optimizer = config.trainer.optimizer_config
   assert optimizer.learning_rate.type == 'cosine'
   assert optimizer.learning_rate.cosine.initial_learning_rate == 0.32
-  assert optimizer.learning_rate.cosine.decay_steps == config.trainer.train_steps
+  assert (
+    optimizer.learning_rate.cosine.decay_steps == config.trainer.train_steps
+  )
   assert optimizer.warmup.linear.warmup_steps == 1000
   assert optimizer.warmup.linear.warmup_learning_rate == 0.0032
   assert config.runtime.mixed_precision_dtype == 'bfloat16'
@@ -54,10 +56,14 @@ def test_coco_steps_s1_and_s4_from_the_paper():
 
 
 def test_gin_param_and_dotted_override():
-  config = build('shapes_s1.gin', params=[
+  config = build(
+    'shapes_s1.gin',
+    params=[
       "detection_experiment.policy = 'S4'",
       "detection_experiment.overrides = {'task.losses.focal_loss_gamma': 2.0}",
-      'runtime.mixed_precision_dtype = "float16"'])
+      'runtime.mixed_precision_dtype = "float16"',
+    ],
+  )
   assert config.task.train_data.parser.aug_type.type == 'randaug'
   assert config.task.losses.focal_loss_gamma == 2.0
   assert config.runtime.loss_scale == 'dynamic'
@@ -71,7 +77,8 @@ def test_unknown_file_and_binding_are_named():
 
 
 def test_print_config_describes_bindings_and_model_garden_config():
-  text = experiment_lib.describe(experiment_lib.Experiment(
-      config=build('coco_s4.gin')))
+  text = experiment_lib.describe(
+    experiment_lib.Experiment(config=build('coco_s4.gin'))
+  )
   assert "detection_experiment.policy = 'S4'" in text
   assert 'model_id: b7' in text

@@ -4,9 +4,9 @@ import json
 import os
 
 import numpy as np
+from official.vision.dataloaders import tf_example_decoder
 import tensorflow as tf
 
-from official.vision.dataloaders import tf_example_decoder
 from official_selftrain.data import datasets
 from official_selftrain.data import embedded
 from official_selftrain.data import shapes
@@ -35,8 +35,9 @@ def test_model_garden_decoder_reads_shapes_det(tmp_path):
     scene = shapes.det_scene(1, 'val', image_id - 1, SPEC)
     boxes = example['groundtruth_boxes'].numpy() * 64
     np.testing.assert_allclose(boxes, scene.boxes, atol=1e-4)
-    np.testing.assert_array_equal(example['groundtruth_classes'].numpy(),
-                                  scene.classes)
+    np.testing.assert_array_equal(
+      example['groundtruth_classes'].numpy(), scene.classes
+    )
     masks = example['groundtruth_instance_masks'].numpy()
     np.testing.assert_array_equal(masks, scene.masks)
     # JPEG (4:2:0, noisy textures) is lossy; an unrelated image is ~80 off.
@@ -62,15 +63,31 @@ def test_split_is_cached_and_incomplete_split_is_redone(tmp_path):
 
 
 def test_label_fraction_is_a_prefix_of_the_full_split(tmp_path):
-  full = datasets.shapes_det(data_dir=str(tmp_path), num_train=20, num_val=4,
-                             image_size=64, max_objects=3)
-  part = datasets.shapes_det(data_dir=str(tmp_path), num_train=20, num_val=4,
-                             image_size=64, max_objects=3, label_fraction=0.5)
+  full = datasets.shapes_det(
+    data_dir=str(tmp_path),
+    num_train=20,
+    num_val=4,
+    image_size=64,
+    max_objects=3,
+  )
+  part = datasets.shapes_det(
+    data_dir=str(tmp_path),
+    num_train=20,
+    num_val=4,
+    image_size=64,
+    max_objects=3,
+    label_fraction=0.5,
+  )
   full.prepare()
   part.prepare()
   assert part.num_train == 10
-  ids = lambda d: sorted(int(e['source_id'].numpy())
-                         for e in _decode_all(d.train_pattern, False))
+
+  def ids(data):
+    return sorted(
+      int(e['source_id'].numpy())
+      for e in _decode_all(data.train_pattern, False)
+    )
+
   assert ids(part) == list(range(1, 11))
   assert ids(full)[:10] == ids(part)
 
@@ -81,7 +98,8 @@ def test_shapes_cls_has_image_labels(tmp_path):
   labels = []
   for record in tf.data.TFRecordDataset(files):
     example = tf.train.Example.FromString(record.numpy())
-    labels.append(example.features.feature['image/class/label'].int64_list
-                  .value[0])
+    labels.append(
+      example.features.feature['image/class/label'].int64_list.value[0]
+    )
   assert len(labels) == 6
-  assert all(1 <= l <= len(shapes.CLS_CLASSES) for l in labels)
+  assert all(1 <= label <= len(shapes.CLS_CLASSES) for label in labels)

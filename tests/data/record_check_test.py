@@ -2,26 +2,11 @@
 
 import os
 
+from helpers import write_with_corrupt_image
 import tensorflow as tf
 
-from official_selftrain.data import embedded
 from official_selftrain.data import record_check
-from official_selftrain.data import shapes
 from official_selftrain.tasks import detection
-
-SPEC = shapes.SceneSpec(image_size=64, max_objects=3)
-
-
-def write_with_corrupt_image(path, count, bad_index):
-  """Writes `count` Shapes-Det examples; record `bad_index` has a bad JPEG."""
-  with tf.io.TFRecordWriter(path) as writer:
-    for index in range(count):
-      example = embedded.scene_to_tf_example(
-          shapes.det_scene(0, 'train', index, SPEC), str(index + 1))
-      if index == bad_index:
-        feature = example.features.feature['image/encoded'].bytes_list
-        feature.value[0] = feature.value[0][:40]  # truncated JPEG
-      writer.write(example.SerializeToString())
 
 
 def test_finds_the_corrupt_record_and_caches(tmp_path):
@@ -31,12 +16,14 @@ def test_finds_the_corrupt_record_and_caches(tmp_path):
   write_with_corrupt_image(bad, 4, bad_index=2)
   cache = str(tmp_path / 'cache')
   found = record_check.find_undecodable_records(
-      str(tmp_path / '*.tfrecord'), cache_dir=cache)
+    str(tmp_path / '*.tfrecord'), cache_dir=cache
+  )
   assert [(r.path, r.index) for r in found] == [(bad, 2)]
   assert 'b.tfrecord record #2' in str(found[0])
   assert len(os.listdir(cache)) == 2
   again = record_check.find_undecodable_records(
-      [str(tmp_path / '*.tfrecord')], cache_dir=cache)
+    [str(tmp_path / '*.tfrecord')], cache_dir=cache
+  )
   assert again == found
 
 
@@ -48,6 +35,10 @@ def test_skipping_dataset_fn_drops_exactly_the_bad_records(tmp_path):
   for arg in (path, [path]):
     records = list(dataset_fn(arg))
     assert len(records) == 4
-    ids = [tf.train.Example.FromString(r.numpy()).features
-           .feature['image/source_id'].bytes_list.value[0] for r in records]
+    ids = [
+      tf.train.Example.FromString(r.numpy())
+      .features.feature['image/source_id']
+      .bytes_list.value[0]
+      for r in records
+    ]
     assert ids == [b'1', b'3', b'4', b'5']

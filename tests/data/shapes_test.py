@@ -44,8 +44,8 @@ def test_scenes_are_cluttered_with_small_objects():
   assert 3.0 <= np.mean(counts) <= 6.0
   assert small / sum(counts) > 0.3  # many objects under 16x16 px
   assert set(range(1, len(shapes.DET_CLASSES) + 1)) <= {
-      int(c) for i in range(100)
-      for c in shapes.det_scene(0, 'train', i).classes}
+    int(c) for i in range(100) for c in shapes.det_scene(0, 'train', i).classes
+  }
 
 
 def test_cls_images_are_iconic_and_cover_more_classes():

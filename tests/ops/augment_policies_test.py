@@ -1,17 +1,20 @@
 """Augment-S1..S4 resolve to Table 1's settings on Model Garden's parser."""
 
+from official.vision.configs import retinanet as retinanet_cfg
 import pytest
 
-from official.vision.configs import retinanet as retinanet_cfg
 from official_selftrain.ops import augment_policies
 
 
-@pytest.mark.parametrize('name, jitter, aug', [
+@pytest.mark.parametrize(
+  'name, jitter, aug',
+  [
     ('S1', (0.8, 1.2), None),
     ('S2', (0.8, 1.2), 'autoaug'),
     ('S3', (0.5, 2.0), 'autoaug'),
     ('S4', (0.5, 2.0), 'randaug'),
-])
+  ],
+)
 def test_table1(name, jitter, aug):
   parser = retinanet_cfg.Parser()
   augment_policies.augment_policy(name).apply_to(parser)
@@ -30,7 +33,8 @@ def test_table1(name, jitter, aug):
 
 def test_overrides_and_unknown_name():
   policy = augment_policies.augment_policy(
-      'S4', scale_jitter=(0.1, 3.0), randaugment_magnitude=15)
+    'S4', scale_jitter=(0.1, 3.0), randaugment_magnitude=15
+  )
   assert policy.scale_jitter == (0.1, 3.0)
   assert policy.aug_type.randaug.magnitude == 15
   with pytest.raises(ValueError, match="'S5'"):

@@ -1,0 +1,43 @@
+"""Helpers shared by the tests (imported as `helpers`; tests/ is on sys.path)."""
+
+import os
+import subprocess
+import sys
+
+import tensorflow as tf
+
+from official_selftrain.data import embedded
+from official_selftrain.data import shapes
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_GIN = os.path.join(REPO, 'tests', 'testdata', 'tiny.gin')
+TINY_SPEC = shapes.SceneSpec(image_size=64, max_objects=3)
+
+
+def run_train(args, data_dir, timeout=600, env=None):
+  """Runs the training entry in a subprocess; returns CompletedProcess."""
+  full_env = dict(
+    os.environ, SELFTRAIN_DATA_DIR=data_dir, TF_CPP_MIN_LOG_LEVEL='2'
+  )
+  full_env.update(env or {})
+  return subprocess.run(
+    [sys.executable, '-m', 'official_selftrain.train', *args],
+    cwd=REPO,
+    env=full_env,
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+  )
+
+
+def write_with_corrupt_image(path, count, bad_index):
+  """Writes `count` Shapes-Det examples; record `bad_index` has a bad JPEG."""
+  with tf.io.TFRecordWriter(path) as writer:
+    for index in range(count):
+      example = embedded.scene_to_tf_example(
+        shapes.det_scene(0, 'train', index, TINY_SPEC), str(index + 1)
+      )
+      if index == bad_index:
+        feature = example.features.feature['image/encoded'].bytes_list
+        feature.value[0] = feature.value[0][:40]  # a truncated JPEG
+      writer.write(example.SerializeToString())

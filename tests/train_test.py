@@ -1,0 +1,168 @@
+"""The training entry, end to end, as a user runs it (subprocesses)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from helpers import REPO
+from helpers import TINY_GIN
+from helpers import TINY_SPEC
+from helpers import run_train
+from helpers import write_with_corrupt_image
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from official_selftrain.data import embedded
+from official_selftrain.data import shapes
+
+BASE = [f'--gin_file={TINY_GIN}']
+
+
+def _step_of(checkpoint_path):
+  return int(checkpoint_path.rsplit('-', 1)[1]) if checkpoint_path else 0
+
+
+def test_unknown_gin_file_is_named(data_dir, tmp_path):
+  result = run_train(
+    ['--gin_file=coco_s9.gin', f'--model_dir={tmp_path}'], data_dir
+  )
+  assert result.returncode != 0
+  assert "gin file 'coco_s9.gin' not found" in result.stderr
+  assert 'coco_s4.gin' in result.stderr  # lists what is bundled
+
+
+def test_unknown_binding_is_named(data_dir, tmp_path):
+  result = run_train(
+    BASE
+    + ['--gin_param=retinanet_model.fpn_filterz=8', f'--model_dir={tmp_path}'],
+    data_dir,
+  )
+  assert result.returncode != 0
+  assert 'retinanet_model.fpn_filterz' in result.stderr
+
+
+def test_coco_without_tfrecords_names_path_and_tool(data_dir, tmp_path):
+  missing = tmp_path / 'coco'
+  result = run_train(
+    [
+      '--gin_file=coco_s4.gin',
+      f'--model_dir={tmp_path}/m',
+      f"--gin_param=coco.data_dir='{missing}'",
+    ],
+    data_dir,
+  )
+  assert result.returncode == 1
+  assert f'{missing}/train-*' in result.stderr
+  assert 'tools/create_coco_tfrecords.py' in result.stderr
+  assert not (tmp_path / 'm').exists() or not os.listdir(tmp_path / 'm')
+
+
+def test_print_config(data_dir):
+  result = run_train(['--gin_file=coco_s4.gin', '--print_config'], data_dir)
+  assert result.returncode == 0, result.stderr
+  assert "detection_experiment.policy = 'S4'" in result.stdout
+  assert 'initial_learning_rate: 0.32' in result.stdout
+
+
+@pytest.mark.slow
+def test_sigkilled_run_resumes_from_last_checkpoint(data_dir, tmp_path):
+  model_dir = str(tmp_path / 'model')
+  args = BASE + [
+    f'--model_dir={model_dir}',
+    '--mode=train',
+    '--gin_param=detection_experiment.train_steps=300',
+  ]
+  env = dict(os.environ, SELFTRAIN_DATA_DIR=data_dir, TF_CPP_MIN_LOG_LEVEL='2')
+  process = subprocess.Popen(
+    [sys.executable, '-m', 'official_selftrain.train', *args],
+    cwd=REPO,
+    env=env,
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.DEVNULL,
+  )
+  deadline = time.time() + 300
+  while _step_of(tf.train.latest_checkpoint(model_dir)) < 4:
+    assert process.poll() is None, 'training ended before it was killed'
+    assert time.time() < deadline
+    time.sleep(0.2)
+  process.send_signal(signal.SIGKILL)
+  process.wait()
+  killed_at = _step_of(tf.train.latest_checkpoint(model_dir))
+  assert 4 <= killed_at < 300
+
+  result = run_train(args, data_dir)
+  assert result.returncode == 0, result.stderr[-3000:]
+  log = result.stdout + result.stderr
+  assert f'train | step: {killed_at:6d} | training until step' in log
+  assert 'train | step:      0 |' not in log
+  assert _step_of(tf.train.latest_checkpoint(model_dir)) == 300
+
+
+@pytest.mark.slow
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path):
+  model_dir = str(tmp_path / 'model')
+  args = BASE + [f'--model_dir={model_dir}', '--mode=train']
+  first = run_train(
+    args + ['--gin_param=detection_experiment.train_steps=4'], data_dir
+  )
+  assert first.returncode == 0, first.stderr[-3000:]
+  good = tf.train.latest_checkpoint(model_dir)
+  assert _step_of(good) == 4
+
+  blowup = run_train(
+    args
+    + [
+      '--gin_param=detection_experiment.train_steps=20',
+      '--gin_param=cosine_schedule.learning_rate=1e12',
+      '--gin_param=cosine_schedule.warmup_learning_rate=1e12',
+    ],
+    data_dir,
+  )
+  assert blowup.returncode == 1
+  assert 'Training stopped' in blowup.stderr
+  assert good in blowup.stderr
+  assert tf.train.latest_checkpoint(model_dir) == good
+  reader = tf.train.load_checkpoint(good)
+  for name in reader.get_variable_to_shape_map():
+    value = reader.get_tensor(name)
+    if isinstance(value, np.ndarray) and value.dtype.kind == 'f':
+      assert np.isfinite(value).all(), name
+
+
+def _own_data_args(tmp_path, bad_index):
+  val = embedded.shapes_det_split(
+    str(tmp_path), 'val', 8, spec=TINY_SPEC, num_shards=1
+  )
+  train = str(tmp_path / 'train.tfrecord')
+  write_with_corrupt_image(train, 16, bad_index=bad_index)
+  return BASE + [
+    '--gin_param=detection_experiment.data = @detection_tfrecords()',
+    f"--gin_param=detection_tfrecords.train_pattern = '{train}'",
+    f"--gin_param=detection_tfrecords.val_pattern = '{val}/data-*'",
+    f'--gin_param=detection_tfrecords.annotation_file = '
+    f"'{val}/annotations.json'",
+    f'--gin_param=detection_tfrecords.num_classes = {len(shapes.DET_CLASSES) + 1}',
+    '--gin_param=detection_experiment.train_steps = 4',
+    f'--model_dir={tmp_path}/model',
+    '--mode=train',
+  ], train
+
+
+@pytest.mark.slow
+def test_corrupt_image_is_named_or_skipped_and_counted(data_dir, tmp_path):
+  args, train = _own_data_args(tmp_path, bad_index=3)
+  failed = run_train(args, data_dir)
+  assert failed.returncode == 1
+  assert f'{train} record #3' in failed.stderr
+  assert 'skip_corrupt_records' in failed.stderr
+
+  skipped = run_train(
+    args + ['--gin_param=detection_experiment.skip_corrupt_records=True'],
+    data_dir,
+  )
+  assert skipped.returncode == 0, skipped.stderr[-3000:]
+  assert 'Skipping 1 record(s)' in skipped.stderr
+  assert f'{train} record #3' in skipped.stderr
