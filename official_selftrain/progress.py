@@ -79,6 +79,14 @@ class ResultsWriter:
     self._global_step = global_step
     self.latest: Dict[str, float] = {}
 
+  def last_recorded(self) -> Dict[str, float]:
+    """The last evaluation written by any run in this model_dir, or {}."""
+    if not tf.io.gfile.exists(self._path):
+      return {}
+    with tf.io.gfile.GFile(self._path) as f:
+      history = json.load(f)
+    return history[-1] if history else {}
+
   def set_global_step(self, global_step: tf.Variable) -> None:
     self._global_step = global_step
 

@@ -19,6 +19,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
 # pylint: disable=g-import-not-at-top
 from absl import app
 from absl import flags
+from absl import logging
 import gin
 from official.common import distribute_utils
 from official.core import task_factory
@@ -170,6 +171,10 @@ def run(
     if 'loss value' in str(e):
       raise UserError(_nan_message(model_dir, e)) from e
     raise
+  if not results.latest and 'eval' in mode:
+    # Orbit does not evaluate again when the run was already complete.
+    logging.info('Nothing left to train; reporting the last evaluation.')
+    return results.last_recorded()
   return results.latest
 
 
