@@ -35,7 +35,7 @@ setuptools.setup(
   package_dir={'official_selftrain.gin_configs': 'gin_configs'},
   package_data={'official_selftrain.gin_configs': ['*.gin', 'common/*.gin']},
   install_requires=INSTALL_REQUIRES,
-  extras_require={'dev': ['pytest', 'ruff']},
+  extras_require={'dev': ['pytest', 'ruff', 'setuptools']},
   entry_points={
     'console_scripts': [
       'official_selftrain_train=official_selftrain.train:entry'
