@@ -46,6 +46,8 @@ def resolve(name: str) -> str:
   """
   register_search_paths()
   if os.path.isfile(name):
+    # A user's gin file may include its siblings by bare name.
+    gin.add_config_file_search_path(os.path.dirname(os.path.abspath(name)))
     return os.path.abspath(name)
   tried = [os.path.abspath(name)]
   for directory in bundled_dirs():

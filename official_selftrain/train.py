@@ -29,6 +29,7 @@ from official.modeling import performance
 import tensorflow as tf
 
 from official_selftrain import config_files
+from official_selftrain import pipeline
 from official_selftrain import progress
 from official_selftrain.configs import experiment as experiment_lib
 from official_selftrain.data import datasets
@@ -192,6 +193,18 @@ def main(argv):
   if not FLAGS.model_dir:
     raise UserError('--model_dir is required to train or evaluate.')
   strategy = build_strategy(FLAGS.strategy, FLAGS.tpu, FLAGS.num_gpus)
+  if isinstance(experiment, pipeline.Pipeline):
+    if FLAGS.mode != 'train_and_eval':
+      raise UserError(
+        'A self-training pipeline runs all its stages; use '
+        '--mode=train_and_eval (the default).'
+      )
+    pipeline.run(
+      experiment,
+      FLAGS.model_dir,
+      lambda exp, mode, model_dir: run(exp, mode, model_dir, strategy),
+    )
+    return
   metrics = run(experiment, FLAGS.mode, FLAGS.model_dir, strategy)
   if metrics:
     print(progress.format_metrics(metrics))

@@ -22,9 +22,13 @@ class Experiment:
 def register_configurables() -> None:
   """Imports the modules whose gin configurables experiment files bind."""
   # pylint: disable=g-import-not-at-top,unused-import
+  from official_selftrain import pipeline  # noqa: F401
   from official_selftrain.configs import detection  # noqa: F401
+  from official_selftrain.configs import self_training  # noqa: F401
   from official_selftrain.data import datasets  # noqa: F401
   from official_selftrain.ops import augment_policies  # noqa: F401
+  from official_selftrain.pseudo_labels import export  # noqa: F401
+  from official_selftrain.pseudo_labels import sources  # noqa: F401
 
 
 @gin.configurable('experiment')

@@ -219,3 +219,90 @@ def detection_tfrecords(
     num_val=num_val,
     prepare_fn=prepare,
   )
+
+
+@gin.configurable
+def shapes_det_pool(
+  num_images: int = 4000,
+  data_dir: Optional[str] = None,
+  seed: int = 0,
+  image_size: int = 128,
+  max_objects: int = 7,
+  min_object_size: float = 0.07,
+  max_object_size: float = 0.38,
+):
+  """Non-iconic unlabelled pool (the paper's OpenImages): Shapes-Det scenes.
+
+  Drawn from the 'unlabeled' split of the same generator, so no image is in
+  the labelled train or val sets. Its labels are kept aside in the records:
+  the exporter ignores them except to measure pseudo-label quality.
+
+  Args:
+    num_images: pool size.
+    data_dir: cache root.
+    seed: generator seed.
+    image_size: image side.
+    max_objects: most objects per scene.
+    min_object_size: smallest object, fraction of the side.
+    max_object_size: largest object, fraction of the side.
+
+  Returns:
+    A TFRecordPool with a `prepare` that generates it.
+  """
+  # pylint: disable=g-import-not-at-top
+  from official_selftrain.pseudo_labels import sources
+
+  data_dir = data_dir or embedded.default_data_dir()
+  spec = shapes.SceneSpec(
+    image_size=image_size,
+    max_objects=max_objects,
+    min_object_size=min_object_size,
+    max_object_size=max_object_size,
+  )
+  directory, pattern = _split_paths(
+    data_dir, seed, spec, 'unlabeled', num_images
+  )
+  del directory
+  return sources.TFRecordPool(
+    pattern,
+    name='shapes_det_pool',
+    prepare_fn=lambda: embedded.shapes_det_split(
+      data_dir, 'unlabeled', num_images, seed, spec
+    ),
+  )
+
+
+@gin.configurable
+def shapes_cls_pool(
+  num_images: int = 4000,
+  data_dir: Optional[str] = None,
+  seed: int = 0,
+  image_size: int = 128,
+):
+  """Iconic unlabelled pool (the paper's ImageNet): Shapes-Cls, labels unused.
+
+  Args:
+    num_images: pool size.
+    data_dir: cache root.
+    seed: generator seed.
+    image_size: image side.
+
+  Returns:
+    A TFRecordPool with a `prepare` that generates it.
+  """
+  # pylint: disable=g-import-not-at-top
+  from official_selftrain.pseudo_labels import sources
+
+  data_dir = data_dir or embedded.default_data_dir()
+  directory = os.path.join(
+    data_dir,
+    embedded.shapes_cls_dir_name(seed, image_size),
+    f'unlabeled_{num_images}',
+  )
+  return sources.TFRecordPool(
+    os.path.join(directory, 'data-*.tfrecord'),
+    name='shapes_cls_pool',
+    prepare_fn=lambda: embedded.shapes_cls_split(
+      data_dir, 'unlabeled', num_images, seed, image_size
+    ),
+  )

@@ -256,6 +256,10 @@ def shapes_det_split(
   )
 
 
+def shapes_cls_dir_name(seed: int, image_size: int) -> str:
+  return f'shapes_cls_v{GENERATOR_VERSION}_seed{seed}_{image_size}px'
+
+
 def shapes_cls_split(
   data_dir: str,
   split: str,
@@ -265,8 +269,9 @@ def shapes_cls_split(
   num_shards: int = 4,
 ) -> str:
   """Ensures a Shapes-Cls split exists on disk; returns its directory."""
-  name = f'shapes_cls_v{GENERATOR_VERSION}_seed{seed}_{image_size}px'
-  output_dir = os.path.join(data_dir, name, f'{split}_{num_images}')
+  output_dir = os.path.join(
+    data_dir, shapes_cls_dir_name(seed, image_size), f'{split}_{num_images}'
+  )
   return write_split(
     output_dir,
     num_images,

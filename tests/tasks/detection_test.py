@@ -14,53 +14,18 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-STEPS = 3
-
-
-def _train(strategy, task, config, batch, initial_weights, model_garden_loss):
-  """Runs STEPS train steps from `initial_weights`; returns weights, losses."""
-  from official.vision.tasks import retinanet  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-  with strategy.scope():
-    model = task.build_model()
-    model(batch[0], training=False)
-    model.set_weights(initial_weights)
-    optimizer = task.create_optimizer(
-      config.trainer.optimizer_config, config.runtime
-    )
-  if model_garden_loss:  # Model Garden's own per-replica normalisation.
-    task.build_losses = lambda **kw: retinanet.RetinaNetTask.build_losses(
-      task, **kw
-    )
-  dataset = strategy.experimental_distribute_dataset(
-    tf.data.Dataset.from_tensors(batch).repeat()
-  )
-  iterator = iter(dataset)
-
-  @tf.function
-  def step():
-    logs = strategy.run(
-      task.train_step, args=(next(iterator), model, optimizer)
-    )
-    return strategy.reduce(tf.distribute.ReduceOp.MEAN, logs[task.loss], None)
-
-  losses = [float(step()) for _ in range(STEPS)]
-  return [w.numpy() for w in model.weights], losses
-
 
 def compare(data_dir):
   """Prints JSON: max weight / loss differences, mirrored vs one device."""
+  import mirrored  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-  cpu = tf.config.list_physical_devices('CPU')[0]
-  tf.config.set_logical_device_configuration(
-    cpu, [tf.config.LogicalDeviceConfiguration()] * 2
-  )
+  one, two = mirrored.setup_two_cpus()
   os.environ['SELFTRAIN_DATA_DIR'] = data_dir
   import helpers  # pylint: disable=g-import-not-at-top
   from official.core import task_factory  # pylint: disable=g-import-not-at-top
+  from official.vision.tasks import retinanet  # pylint: disable=g-import-not-at-top
 
   from official_selftrain import train  # pylint: disable=g-import-not-at-top
   from official_selftrain.configs import experiment as experiment_lib  # pylint: disable=g-import-not-at-top
@@ -78,12 +43,23 @@ def compare(data_dir):
   initial = model.get_weights()
   names = [w.name for w in model.weights]
 
-  one = tf.distribute.OneDeviceStrategy('/cpu:0')
-  two = tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])
+  def make_inputs(strategy):
+    # The same global batch, split across replicas.
+    dataset = strategy.experimental_distribute_dataset(
+      tf.data.Dataset.from_tensors(batch)
+    )
+    return next(iter(dataset))
+
   result = {}
   for name, model_garden_loss in (('ours', False), ('model_garden', True)):
-    w1, l1 = _train(one, task, config, batch, initial, model_garden_loss)
-    w2, l2 = _train(two, task, config, batch, initial, model_garden_loss)
+    if model_garden_loss:  # Model Garden's own per-replica normalisation.
+      task.build_losses = lambda **kw: retinanet.RetinaNetTask.build_losses(
+        task, **kw
+      )
+    keys = (task.loss,)
+    w1, l1 = mirrored.train(one, task, config, make_inputs, initial, 3, keys)
+    w2, l2 = mirrored.train(two, task, config, make_inputs, initial, 3, keys)
+    l1, l2 = l1[task.loss], l2[task.loss]
     diff = [float(np.abs(a - b).max()) for a, b in zip(w1, w2)]
     worst = int(np.argmax(diff))
     result[name] = {

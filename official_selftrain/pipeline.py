@@ -1,0 +1,266 @@
+"""Self-training as one resumable pipeline (PAPER.md, "The recipe").
+
+  teacher (human labels) -> pseudo labels (teacher on the unlabelled pool)
+  -> student (human + pseudo, Loss Normalization) and, as a fair control, the
+  teacher trained on for as many steps on human labels only
+  -> teacher, control and student evaluated on the same val set.
+
+Each stage is skipped when its output is complete (a training run at its final
+step with its final evaluation written; a pseudo-label export whose manifest
+says complete), so a killed pipeline, run again, resumes where it stopped. With
+`rounds` > 1 the student becomes the next round's teacher (Noisy Student).
+The "when" lives here; the "how" is in the tasks and the exporter.
+"""
+
+import dataclasses
+import json
+import os
+from typing import Any
+from typing import Callable
+from typing import Dict
+from typing import List
+from typing import Optional
+
+from absl import logging
+import gin
+import tensorflow as tf
+
+from official_selftrain import progress
+from official_selftrain.configs import experiment as experiment_lib
+from official_selftrain.configs import self_training as self_training_configs
+from official_selftrain.pseudo_labels import export
+
+SUMMARY = 'summary.json'
+
+
+@dataclasses.dataclass
+class Pipeline:
+  """A self-training pipeline, as bound in gin; `run` executes it."""
+
+  teacher: experiment_lib.Experiment
+  student: Callable[..., experiment_lib.Experiment]
+  pool: Any
+  rounds: int = 1
+  control: bool = True
+  export_kwargs: Optional[Dict[str, Any]] = None
+
+  @property
+  def config(self):
+    """The teacher's config (what --print_config shows first)."""
+    return self.teacher.config
+
+  def prepare(self) -> None:
+    self.teacher.prepare()
+
+
+@gin.configurable
+def self_training_pipeline(
+  teacher: experiment_lib.Experiment = gin.REQUIRED,
+  student: Callable[..., Any] = gin.REQUIRED,
+  pool: Any = gin.REQUIRED,
+  rounds: int = 1,
+  control: bool = True,
+  export_kwargs: Optional[Dict[str, Any]] = None,
+) -> Pipeline:
+  """Binds a pipeline.
+
+  Args:
+    teacher: the supervised teacher experiment (e.g. @detection_experiment()).
+    student: the student builder, called with the teacher dir and pseudo-label
+      pattern (e.g. @self_training_experiment, no parentheses).
+    pool: the unlabelled pool (e.g. @shapes_det_pool()).
+    rounds: self-training rounds; each student teaches the next round.
+    control: also train the fair control (the teacher trained on for the
+      student's steps, human labels only, same human batch).
+    export_kwargs: extra `export_pseudo_labels` arguments (thresholds, NMS).
+
+  Returns:
+    Pipeline.
+  """
+  return Pipeline(
+    teacher=teacher,
+    student=student,
+    pool=pool,
+    rounds=rounds,
+    control=control,
+    export_kwargs=export_kwargs,
+  )
+
+
+def training_complete(model_dir: str, train_steps: int) -> bool:
+  """A run is complete at its final step with that step's evaluation."""
+  latest = tf.train.latest_checkpoint(model_dir)
+  if not latest or int(latest.rsplit('-', 1)[1]) < train_steps:
+    return False
+  metrics = progress.ResultsWriter(model_dir).last_recorded()
+  return metrics.get('step', -1) >= train_steps
+
+
+def _final_metrics(model_dir: str) -> Dict[str, float]:
+  metrics = progress.ResultsWriter(model_dir).last_recorded()
+  return {
+    k: metrics[k]
+    for k in ('AP', 'AP50', 'AP75', 'APs', 'APm', 'step')
+    if k in metrics
+  }
+
+
+def run_stage(
+  name: str, experiment: experiment_lib.Experiment, model_dir: str, run_fn
+) -> Dict[str, float]:
+  """Trains and evaluates one arm unless it is already complete."""
+  steps = experiment.config.trainer.train_steps
+  if training_complete(model_dir, steps):
+    logging.info('[pipeline] %s: complete in %s, skipped.', name, model_dir)
+  else:
+    logging.info(
+      '[pipeline] %s: training %d steps in %s.', name, steps, model_dir
+    )
+    run_fn(experiment, 'train_and_eval', model_dir)
+  return _final_metrics(model_dir)
+
+
+def run(pipeline: Pipeline, model_dir: str, run_fn) -> Dict[str, Any]:
+  """Runs every stage; writes and returns model_dir/summary.json.
+
+  Args:
+    pipeline: the bound pipeline.
+    model_dir: root directory of all stages.
+    run_fn: (experiment, mode, model_dir) -> metrics; trains / evaluates one
+      experiment (the training entry's `run`).
+
+  Returns:
+    The summary: per round, teacher / control / student metrics and the
+    pseudo-label statistics.
+  """
+  teacher_dir = os.path.join(model_dir, 'teacher')
+  teacher = run_stage('teacher', pipeline.teacher, teacher_dir, run_fn)
+  rounds: List[Dict[str, Any]] = []
+  for round_index in range(1, pipeline.rounds + 1):
+    round_dir = os.path.join(model_dir, f'round{round_index}')
+    pseudo_dir = os.path.join(round_dir, 'pseudo_labels')
+    manifest = _pseudo_labels(pipeline, teacher_dir, pseudo_dir)
+    student_experiment = pipeline.student(
+      teacher_dir=teacher_dir,
+      pseudo_label_pattern=os.path.join(pseudo_dir, 'pseudo-*.tfrecord'),
+    )
+    student_dir = os.path.join(round_dir, 'student')
+    student = run_stage(
+      f'round {round_index} student', student_experiment, student_dir, run_fn
+    )
+    control = None
+    if pipeline.control:
+      human = student_experiment.config.task.train_data.global_batch_size - (
+        student_experiment.config.task.train_data.pseudo_label_data.global_batch_size
+      )
+      control = run_stage(
+        f'round {round_index} control (teacher + same steps, human labels)',
+        self_training_configs.supervised_control(student_experiment, human),
+        os.path.join(round_dir, 'supervised_same_steps'),
+        run_fn,
+      )
+    rounds.append(
+      {
+        'teacher': teacher,
+        'supervised_same_steps': control,
+        'student': student,
+        'pseudo_labels': _manifest_summary(manifest),
+      }
+    )
+    teacher, teacher_dir = student, student_dir
+  summary = dict(rounds[-1])
+  summary['rounds'] = rounds
+  with tf.io.gfile.GFile(os.path.join(model_dir, SUMMARY), 'w') as f:
+    json.dump(summary, f, indent=1)
+  print(format_table(rounds))
+  return summary
+
+
+def _pseudo_labels(
+  pipeline: Pipeline, teacher_dir: str, pseudo_dir: str
+) -> Dict[str, Any]:
+  manifest_path = os.path.join(pseudo_dir, export.MANIFEST)
+  if tf.io.gfile.exists(manifest_path):
+    with tf.io.gfile.GFile(manifest_path) as f:
+      manifest = json.load(f)
+    if manifest.get('complete') and manifest.get('teacher_dir') == teacher_dir:
+      logging.info(
+        '[pipeline] pseudo labels: complete in %s, skipped.', pseudo_dir
+      )
+      return manifest
+  logging.info(
+    '[pipeline] pseudo labels: teacher %s labels the pool.', teacher_dir
+  )
+  if hasattr(pipeline.pool, 'prepare'):
+    pipeline.pool.prepare()
+  return export.export_pseudo_labels(
+    teacher_dir=teacher_dir,
+    pool=pipeline.pool,
+    output_dir=pseudo_dir,
+    **(pipeline.export_kwargs or {}),
+  )
+
+
+def _manifest_summary(manifest: Dict[str, Any]) -> Dict[str, Any]:
+  keys = (
+    'teacher_step',
+    'read_threshold',
+    'export_floor',
+    'images_read',
+    'images_written',
+    'images_skipped',
+    'images_without_box_at_threshold',
+    'boxes_per_image_at_read_threshold',
+    'quality_at_read_threshold',
+    'wall_seconds',
+  )
+  return {k: manifest.get(k) for k in keys}
+
+
+def _ap(metrics: Optional[Dict[str, float]], key: str) -> str:
+  if not metrics or key not in metrics:
+    return '   -'
+  return f'{100 * metrics[key]:5.1f}'
+
+
+def format_table(rounds: List[Dict[str, Any]]) -> str:
+  """Teacher / control / student AP per round, and the student's gain."""
+  lines = [
+    'round | arm                     |   AP  | AP50  | step',
+    '------+-------------------------+-------+-------+------',
+  ]
+  for i, r in enumerate(rounds, 1):
+    for arm, label in (
+      ('teacher', 'teacher'),
+      ('supervised_same_steps', 'control (same steps)'),
+      ('student', 'student'),
+    ):
+      m = r[arm]
+      if m is None:
+        continue
+      lines.append(
+        f'{i:5d} | {label:23s} | {_ap(m, "AP")} | '
+        f'{_ap(m, "AP50")} | {m.get("step", "-")}'
+      )
+    baselines = [
+      r[a]['AP']
+      for a in ('teacher', 'supervised_same_steps')
+      if r[a] and 'AP' in r[a]
+    ]
+    if baselines and 'AP' in r['student']:
+      gain = 100 * (r['student']['AP'] - max(baselines))
+      lines.append(f'      student - max(teacher, control) = {gain:+.1f} AP')
+    pl = r['pseudo_labels']
+    q = pl.get('quality_at_read_threshold') or {}
+    line = (
+      f'      pseudo labels: {pl.get("images_written")} images, '
+      f'{pl.get("boxes_per_image_at_read_threshold") or 0:.2f} '
+      f'boxes/image at {pl.get("read_threshold")}'
+    )
+    if q.get('available'):
+      line += (
+        f', precision {q["precision"]:.2f}, recall {q["recall"]:.2f} '
+        f'({q["true_objects_per_image"]:.2f} true objects/image)'
+      )
+    lines.append(line)
+  return '\n'.join(lines)

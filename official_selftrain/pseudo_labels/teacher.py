@@ -1,0 +1,183 @@
+"""The teacher: a trained detector restored for inference on un-augmented images.
+
+PAPER.md, "The recipe", step 2: the teacher sees un-augmented images at its eval
+resolution. Preprocessing and box decoding are Model Garden's eval path
+(`preprocess_ops.resize_and_crop_image` at scale 1, anchors from
+`anchor.build_anchor_generator`, coordinates normalised as its serving module
+does), so the teacher labels the pool exactly as it is evaluated.
+"""
+
+import os
+from typing import Dict
+from typing import Optional
+
+from absl import logging
+from official.core import config_definitions as cfg
+from official.modeling import hyperparams
+from official.vision.modeling import factory
+from official.vision.ops import anchor
+from official.vision.ops import box_ops
+from official.vision.ops import preprocess_ops
+import tensorflow as tf
+import tf_keras
+
+from official_selftrain.tasks import detection
+
+
+class NoCheckpointError(FileNotFoundError):
+  """The teacher directory holds no checkpoint."""
+
+
+def load_experiment_config(model_dir: str) -> cfg.ExperimentConfig:
+  """Reads the `params.yaml` a training run wrote into its model_dir."""
+  path = os.path.join(model_dir, 'params.yaml')
+  if not tf.io.gfile.exists(path):
+    raise NoCheckpointError(
+      f'{path} not found: {model_dir!r} is not a model_dir written by '
+      'official_selftrain.train (or training never started there).'
+    )
+  params = hyperparams.read_yaml_to_params_dict(path).as_dict()
+  config = cfg.ExperimentConfig(task=detection.DetectionTaskConfig())
+  # A student's config has self-training fields a detection task lacks; the
+  # model, data and runtime sections are what the teacher needs.
+  task = {k: v for k, v in params['task'].items() if k in config.task.as_dict()}
+  config.override(
+    {'task': task, 'runtime': params.get('runtime', {})}, is_strict=False
+  )
+  return config
+
+
+def latest_checkpoint(model_dir: str, checkpoint: Optional[str] = None) -> str:
+  path = checkpoint or tf.train.latest_checkpoint(model_dir)
+  if not path:
+    raise NoCheckpointError(
+      f'No checkpoint in teacher directory {model_dir!r}: train the teacher '
+      'first (python -m official_selftrain.train --model_dir=...).'
+    )
+  return path
+
+
+class Teacher:
+  """Restores a RetinaNet from a model_dir and labels batches of images.
+
+  Attributes:
+    config: the teacher's ExperimentConfig (from its params.yaml).
+    checkpoint: path of the restored checkpoint.
+    step: its training step.
+  """
+
+  def __init__(
+    self,
+    model_dir: str,
+    checkpoint: Optional[str] = None,
+    score_floor: float = 0.1,
+    nms_iou_threshold: float = 0.5,
+    max_detections: int = 100,
+    pre_nms_top_k: Optional[int] = None,
+    nms_version: Optional[str] = None,
+  ):
+    """Builds the model and restores the checkpoint.
+
+    Args:
+      model_dir: the teacher's training directory.
+      checkpoint: a specific checkpoint (default: the latest in model_dir).
+      score_floor: boxes below this score are dropped before NMS.
+      nms_iou_threshold: NMS IoU.
+      max_detections: boxes kept per image.
+      pre_nms_top_k: per-level candidates before NMS (None: the teacher's).
+      nms_version: Model Garden NMS version (None: the teacher's).
+    """
+    self.config = load_experiment_config(model_dir)
+    self.checkpoint = latest_checkpoint(model_dir, checkpoint)
+    model_config = self.config.task.model
+    generator = model_config.detection_generator
+    generator.pre_nms_score_threshold = score_floor
+    generator.nms_iou_threshold = nms_iou_threshold
+    generator.max_num_detections = max_detections
+    if pre_nms_top_k is not None:
+      generator.pre_nms_top_k = pre_nms_top_k
+    if nms_version is not None:
+      generator.nms_version = nms_version
+    self.nms = generator.as_dict()
+    self.input_size = list(model_config.input_size[:2])
+    self._pad = self.config.task.validation_data.parser.pad
+    self.padded_size = (
+      preprocess_ops.compute_padded_size(
+        self.input_size, 2**model_config.max_level
+      )
+      if self._pad
+      else self.input_size
+    )
+    self.model = factory.build_retinanet(
+      input_specs=tf_keras.layers.InputSpec(
+        shape=[None] + list(self.padded_size) + [3]
+      ),
+      model_config=model_config,
+    )
+    # The trainer saves the model's modules at the checkpoint's root too.
+    status = tf.train.Checkpoint(**self.model.checkpoint_items).read(
+      self.checkpoint
+    )
+    status.expect_partial().assert_existing_objects_matched()
+    status.assert_nontrivial_match()
+    self.step = int(
+      tf.train.load_checkpoint(self.checkpoint).get_tensor(
+        'global_step/.ATTRIBUTES/VARIABLE_VALUE'
+      )
+    )
+    self._anchors = anchor.build_anchor_generator(
+      min_level=model_config.min_level,
+      max_level=model_config.max_level,
+      num_scales=model_config.anchor.num_scales,
+      aspect_ratios=model_config.anchor.aspect_ratios,
+      anchor_size=model_config.anchor.anchor_size,
+    )(image_size=self.padded_size)
+    self._keep_aspect_ratio = (
+      self.config.task.validation_data.parser.keep_aspect_ratio
+    )
+    logging.info(
+      'Teacher: %s (step %d), input %s',
+      self.checkpoint,
+      self.step,
+      self.input_size,
+    )
+
+  def preprocess(self, image: tf.Tensor):
+    """uint8 [H, W, 3] -> (model input, image_info), no augmentation."""
+    image = preprocess_ops.normalize_image(tf.cast(image, tf.float32))
+    return preprocess_ops.resize_and_crop_image(
+      image,
+      self.input_size,
+      padded_size=self.padded_size,
+      aug_scale_min=1.0,
+      aug_scale_max=1.0,
+      keep_aspect_ratio=self._keep_aspect_ratio,
+    )
+
+  @tf.function
+  def predict(
+    self, images: tf.Tensor, image_info: tf.Tensor
+  ) -> Dict[str, tf.Tensor]:
+    """Detections with boxes normalised to the original image, in [0, 1]."""
+    batch = tf.shape(images)[0]
+    anchors = {
+      k: tf.tile(v[None], [batch, 1, 1, 1]) for k, v in self._anchors.items()
+    }
+    outputs = self.model(
+      images,
+      image_shape=image_info[:, 1, :],
+      anchor_boxes=anchors,
+      training=False,
+    )
+    boxes = outputs['detection_boxes'] / tf.tile(
+      image_info[:, 2:3, :], [1, 1, 2]
+    )
+    boxes = tf.clip_by_value(
+      box_ops.normalize_boxes(boxes, image_info[:, 0:1, :]), 0.0, 1.0
+    )
+    return {
+      'boxes': boxes,
+      'scores': outputs['detection_scores'],
+      'classes': tf.cast(outputs['detection_classes'], tf.int64),
+      'num_detections': tf.cast(outputs['num_detections'], tf.int32),
+    }

@@ -1,0 +1,74 @@
+"""Runs a task's train_step under a strategy from fixed weights (test helper).
+
+Logical CPU devices must be configured before TensorFlow initialises, so the
+tests that compare MirroredStrategy with one device run these in a subprocess.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+
+def setup_two_cpus():
+  cpu = tf.config.list_physical_devices('CPU')[0]
+  tf.config.set_logical_device_configuration(
+    cpu, [tf.config.LogicalDeviceConfiguration()] * 2
+  )
+  return (
+    tf.distribute.OneDeviceStrategy('/cpu:0'),
+    tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1']),
+  )
+
+
+def train(
+  strategy,
+  task,
+  config,
+  make_inputs,
+  initial_weights,
+  steps=3,
+  log_keys=('total_loss',),
+):
+  """`steps` train steps; returns (final weights, {key: [per-step values]}).
+
+  Args:
+    strategy: a tf.distribute strategy.
+    task: the task; its model is built under the strategy.
+    config: the ExperimentConfig (for the optimizer).
+    make_inputs: strategy -> distributed inputs for one step (reused).
+    initial_weights: weights to start from.
+    steps: how many steps.
+    log_keys: logs to record each step (mean over replicas).
+
+  Returns:
+    (weights, logs).
+  """
+  with strategy.scope():
+    model = task.build_model()
+    model.set_weights(initial_weights)
+    optimizer = task.create_optimizer(
+      config.trainer.optimizer_config, config.runtime
+    )
+    metrics = task.build_metrics(training=True)
+  inputs = make_inputs(strategy)
+
+  @tf.function
+  def step():
+    logs = strategy.run(
+      task.train_step, args=(inputs, model, optimizer, metrics)
+    )
+    return {
+      k: strategy.reduce(tf.distribute.ReduceOp.MEAN, logs[k], None)
+      for k in log_keys
+    }
+
+  history = {k: [] for k in log_keys}
+  for _ in range(steps):
+    for metric in metrics:
+      metric.reset_state()
+    for k, v in step().items():
+      history[k].append(float(v))
+  return [w.numpy() for w in model.weights], history
+
+
+def max_diff(a, b):
+  return max(float(np.abs(x - y).max()) for x, y in zip(a, b))

@@ -1,0 +1,68 @@
+"""The self-training pipeline end to end: stages, fair control, resumption."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from helpers import REPO
+from helpers import run_train
+import pytest
+
+TINY_PIPELINE = os.path.join(REPO, 'tests', 'testdata', 'tiny_selftrain.gin')
+
+
+@pytest.mark.slow
+def test_killed_pipeline_resumes_and_writes_summary(data_dir, tmp_path):
+  model_dir = str(tmp_path / 'st')
+  args = [f'--gin_file={TINY_PIPELINE}', f'--model_dir={model_dir}']
+  env = dict(os.environ, SELFTRAIN_DATA_DIR=data_dir, TF_CPP_MIN_LOG_LEVEL='2')
+  process = subprocess.Popen(
+    [sys.executable, '-m', 'official_selftrain.train', *args],
+    cwd=REPO,
+    env=env,
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.DEVNULL,
+  )
+  manifest = os.path.join(model_dir, 'round1', 'pseudo_labels', 'manifest.json')
+  deadline = time.time() + 400
+  while not os.path.exists(manifest):
+    assert process.poll() is None, 'pipeline ended before it was killed'
+    assert time.time() < deadline
+    time.sleep(0.2)
+  process.send_signal(signal.SIGKILL)
+  process.wait()
+  assert not os.path.exists(os.path.join(model_dir, 'summary.json'))
+
+  resumed = run_train(args, data_dir)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert '[pipeline] teacher: complete' in resumed.stderr
+  assert '[pipeline] pseudo labels: complete' in resumed.stderr
+  assert 'round 1 student: training 4 steps' in resumed.stderr
+  assert 'control (teacher + same steps, human labels): training 4' in (
+    resumed.stderr
+  )
+  assert 'student - max(teacher, control)' in resumed.stdout
+  with open(os.path.join(model_dir, 'summary.json')) as f:
+    summary = json.load(f)
+  for arm in ('teacher', 'supervised_same_steps', 'student'):
+    assert set(summary[arm]) >= {'AP', 'AP50', 'step'}, arm
+  assert summary['teacher']['step'] == 6
+  assert (
+    summary['student']['step'] == summary['supervised_same_steps']['step'] == 4
+  )
+  assert summary['pseudo_labels']['images_written'] == 24
+  # The control is the student's run minus the pseudo labels.
+  with open(
+    os.path.join(model_dir, 'round1', 'supervised_same_steps', 'params.yaml')
+  ) as f:
+    control = f.read()
+  assert 'pseudo_label_data' not in control
+  assert 'global_batch_size: 8' in control
+  assert f'init_checkpoint: {model_dir}/teacher' in control
+
+  again = run_train(args, data_dir)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert again.stderr.count(': complete in ') == 4  # nothing is redone

@@ -1,0 +1,241 @@
+"""Pseudo-label export: schema, resumption, skipped images, clear errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from helpers import REPO
+from helpers import TINY_GIN
+from helpers import TINY_SPEC
+from helpers import run_train
+from helpers import write_with_corrupt_image
+import numpy as np
+from official.vision.dataloaders import tf_example_decoder
+import pytest
+import tensorflow as tf
+
+from official_selftrain.data import embedded
+from official_selftrain.pseudo_labels import export
+from official_selftrain.pseudo_labels import sources
+from official_selftrain.pseudo_labels import teacher as teacher_lib
+
+TOOL = os.path.join(REPO, 'tools', 'export_pseudo_labels.py')
+
+
+@pytest.fixture(scope='module')
+def teacher_dir(data_dir, tmp_path_factory):
+  """A tiny teacher, trained once for this module."""
+  model_dir = str(tmp_path_factory.mktemp('teacher'))
+  result = run_train(
+    [f'--gin_file={TINY_GIN}', f'--model_dir={model_dir}', '--mode=train'],
+    data_dir,
+  )
+  assert result.returncode == 0, result.stderr[-3000:]
+  return model_dir
+
+
+@pytest.fixture(scope='module')
+def pool(tmp_path_factory):
+  out = embedded.shapes_det_split(
+    str(tmp_path_factory.mktemp('pool')),
+    'unlabeled',
+    20,
+    spec=TINY_SPEC,
+    num_shards=3,
+  )
+  return sources.TFRecordPool(os.path.join(out, 'data-*.tfrecord'))
+
+
+def _ids(output_dir):
+  files = sorted(
+    tf.io.gfile.glob(os.path.join(output_dir, 'pseudo-*.tfrecord'))
+  )
+  decoder = tf_example_decoder.TfExampleDecoder()
+  return [
+    decoder.decode(r)['source_id'].numpy().decode()
+    for r in tf.data.TFRecordDataset(files)
+  ]
+
+
+def test_model_garden_decoder_reads_pseudo_labels(teacher_dir, pool, tmp_path):
+  out = str(tmp_path / 'pseudo')
+  manifest = export.export_pseudo_labels(
+    teacher_dir=teacher_dir,
+    pool=pool,
+    output_dir=out,
+    num_shards=3,
+    export_floor=0.0,
+    batch_size=8,
+  )
+  assert sorted(_ids(out), key=int) == [str(i) for i in range(1, 21)]
+  files = sorted(tf.io.gfile.glob(os.path.join(out, 'pseudo-*.tfrecord')))
+  decoder = tf_example_decoder.TfExampleDecoder()
+  for record in tf.data.TFRecordDataset(files).take(4):
+    decoded = decoder.decode(record)
+    boxes = decoded['groundtruth_boxes'].numpy()
+    assert boxes.shape[0] > 0  # floor 0: the teacher's top boxes are kept
+    assert (boxes >= 0).all() and (boxes <= 1).all()
+    example = tf.train.Example.FromString(record.numpy())
+    scores = np.array(
+      example.features.feature['image/object/score'].float_list.value
+    )
+    assert len(scores) == boxes.shape[0]
+    assert (np.diff(scores) <= 1e-6).all()  # sorted by score, as NMS returns
+    # The original encoded image is written back unchanged.
+    assert decoded['image'].shape == (64, 64, 3)
+  assert manifest['complete'] and manifest['images_written'] == 20
+  assert manifest['images_read'] == 20 and manifest['images_skipped'] == 0
+  assert manifest['teacher_step'] == 6
+  assert manifest['teacher_checkpoint'].endswith('ckpt-6')
+  assert manifest['nms']['nms_iou_threshold'] == 0.5
+  quality = manifest['quality_at_read_threshold']
+  assert quality['available'] and quality['true_objects_per_image'] > 1
+  with open(os.path.join(out, 'manifest.json')) as f:
+    assert json.load(f)['images_written'] == 20
+
+
+def test_corrupt_image_is_skipped_and_listed(teacher_dir, tmp_path):
+  path = str(tmp_path / 'pool.tfrecord')
+  write_with_corrupt_image(path, 6, bad_index=2)
+  manifest = export.export_pseudo_labels(
+    teacher_dir=teacher_dir,
+    pool=sources.TFRecordPool(path),
+    output_dir=str(tmp_path / 'out'),
+    num_shards=1,
+    batch_size=4,
+  )
+  assert manifest['images_written'] == 5 and manifest['images_skipped'] == 1
+  assert manifest['skipped'][0]['source_id'] == '3'
+  assert manifest['skipped'][0]['reason']
+  assert sorted(_ids(str(tmp_path / 'out')), key=int) == [
+    '1',
+    '2',
+    '4',
+    '5',
+    '6',
+  ]
+
+
+def test_image_folder_pool(teacher_dir, tmp_path):
+  split = embedded.shapes_det_split(
+    str(tmp_path), 'val', 5, spec=TINY_SPEC, write_jpegs=True
+  )
+  manifest = export.export_pseudo_labels(
+    teacher_dir=teacher_dir,
+    pool=sources.ImageFolderPool(split + '/images'),
+    output_dir=str(tmp_path / 'out'),
+    num_shards=2,
+    batch_size=4,
+  )
+  assert manifest['images_written'] == 5
+  assert sorted(_ids(str(tmp_path / 'out'))) == sorted(
+    f'{i}.jpg' for i in range(1, 6)
+  )
+  assert not manifest['quality_at_read_threshold']['available']
+
+
+def test_clear_errors(teacher_dir, tmp_path):
+  with pytest.raises(sources.EmptyPoolError, match='matches no file'):
+    export.export_pseudo_labels(
+      teacher_dir=teacher_dir,
+      pool=sources.TFRecordPool(str(tmp_path / 'x*')),
+      output_dir=str(tmp_path / 'out'),
+      num_shards=1,
+    )
+  empty = tmp_path / 'empty'
+  empty.mkdir()
+  with pytest.raises(sources.EmptyPoolError, match='no image file'):
+    export.export_pseudo_labels(
+      teacher_dir=teacher_dir,
+      pool=sources.ImageFolderPool(str(empty)),
+      output_dir=str(tmp_path / 'out'),
+      num_shards=1,
+    )
+  no_ckpt = tmp_path / 'no_ckpt'
+  no_ckpt.mkdir()
+  (no_ckpt / 'params.yaml').write_text(
+    open(os.path.join(teacher_dir, 'params.yaml')).read()
+  )
+  with pytest.raises(teacher_lib.NoCheckpointError, match='No checkpoint'):
+    teacher_lib.latest_checkpoint(str(no_ckpt))
+  result = subprocess.run(
+    [
+      sys.executable,
+      TOOL,
+      f'--teacher_dir={no_ckpt}',
+      f'--pool={tmp_path}/x*',
+      f'--output_dir={tmp_path}/o',
+    ],
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
+  assert result.returncode != 0
+  assert f'No checkpoint in teacher directory {str(no_ckpt)!r}' in (
+    result.stderr
+  )
+
+
+@pytest.mark.slow
+def test_killed_export_resumes_with_every_image_once(teacher_dir, tmp_path):
+  split = embedded.shapes_det_split(
+    str(tmp_path), 'unlabeled', 120, spec=TINY_SPEC, num_shards=4
+  )
+  out = str(tmp_path / 'out')
+  args = [
+    sys.executable,
+    TOOL,
+    f'--teacher_dir={teacher_dir}',
+    f'--pool={split}/data-*.tfrecord',
+    f'--output_dir={out}',
+    '--num_shards=12',
+    '--batch_size=2',
+  ]
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+  process = subprocess.Popen(
+    args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+  )
+  deadline = time.time() + 300
+  while not tf.io.gfile.glob(os.path.join(out, 'pseudo-*.tfrecord.json')):
+    assert process.poll() is None, 'export ended before it was killed'
+    assert time.time() < deadline
+    time.sleep(0.1)
+  process.send_signal(signal.SIGKILL)
+  process.wait()
+  finished = len(tf.io.gfile.glob(os.path.join(out, '*.tfrecord.json')))
+  assert 1 <= finished < 12
+  result = subprocess.run(
+    args, env=env, capture_output=True, text=True, timeout=600
+  )
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert f'Skipping {finished} finished shard(s)' in result.stderr
+  ids = _ids(out)
+  assert sorted(ids, key=int) == [str(i) for i in range(1, 121)]
+  assert not tf.io.gfile.glob(os.path.join(out, '*.tmp-*'))
+  with open(os.path.join(out, 'manifest.json')) as f:
+    manifest = json.load(f)
+  assert manifest['complete'] and manifest['images_written'] == 120
+
+
+def test_teacher_restores_the_trained_weights(teacher_dir):
+  teacher = teacher_lib.Teacher(teacher_dir)
+  reader = tf.train.load_checkpoint(teacher.checkpoint)
+  key = 'backbone/layer_with_weights-0/kernel/.ATTRIBUTES/VARIABLE_VALUE'
+  np.testing.assert_array_equal(
+    teacher.model.backbone.weights[0].numpy(), reader.get_tensor(key)
+  )
+  head_keys = [
+    k
+    for k in reader.get_variable_to_shape_map()
+    if k.startswith('head/') and 'OPTIMIZER' not in k
+  ]
+  restored = [w.numpy() for w in teacher.model.head.weights]
+  assert head_keys
+  for k in head_keys:
+    value = reader.get_tensor(k)
+    assert any(
+      r.shape == value.shape and np.array_equal(value, r) for r in restored
+    ), k

@@ -1,0 +1,189 @@
+"""The student: read-time threshold, batch split, Loss Normalization across
+replicas (MirroredStrategy on two CPU devices equals one device)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+
+def write_pseudo_labels(path, count, spec):
+  """Pseudo-label records: Shapes scenes' true boxes with scores 0.2 .. 1."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  from official_selftrain.data import embedded  # pylint: disable=g-import-not-at-top
+  from official_selftrain.data import shapes  # pylint: disable=g-import-not-at-top
+  from official_selftrain.pseudo_labels import export  # pylint: disable=g-import-not-at-top
+
+  rng = np.random.default_rng(0)
+  with tf.io.TFRecordWriter(path) as writer:
+    for index in range(count):
+      scene = shapes.det_scene(0, 'unlabeled', index, spec)
+      size = spec.image_size
+      scores = rng.uniform(0.2, 1.0, len(scene.classes)).astype(np.float32)
+      writer.write(
+        export.pseudo_label_example(
+          str(index).encode(),
+          embedded._encode_jpeg(scene.image),
+          size,
+          size,  # pylint: disable=protected-access
+          scene.boxes / size,
+          scene.classes,
+          scores,
+        ).SerializeToString()
+      )
+
+
+def compare(data_dir):
+  """Prints JSON: student losses / EMAs / weights, mirrored vs one device."""
+  import mirrored  # pylint: disable=g-import-not-at-top
+
+  one, two = mirrored.setup_two_cpus()
+  os.environ['SELFTRAIN_DATA_DIR'] = data_dir
+  import gin  # pylint: disable=g-import-not-at-top
+  import helpers  # pylint: disable=g-import-not-at-top
+  from official.core import task_factory  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  from official_selftrain import train  # pylint: disable=g-import-not-at-top
+  from official_selftrain.configs import experiment as experiment_lib  # pylint: disable=g-import-not-at-top
+  from official_selftrain.configs import self_training  # pylint: disable=g-import-not-at-top
+
+  experiment_lib.register_configurables()
+  train.parse_gin([helpers.TINY_GIN], ['retinanet_model.use_sync_bn = True'])
+  pseudo = os.path.join(data_dir, 'pseudo_for_mirrored.tfrecord')
+  write_pseudo_labels(pseudo, 16, helpers.TINY_SPEC)
+  with gin.unlock_config():
+    experiment = self_training.self_training_experiment(
+      pseudo_label_pattern=pseudo,
+      init_from_teacher=False,
+      train_steps=3,
+      alpha=2.0,
+    )
+  experiment.prepare()
+  config = experiment.config
+  tf.random.set_seed(0)
+  task = task_factory.get_task(config.task)
+  features, labels = next(iter(task.build_inputs(config.task.train_data)))
+  human, pseudo_count = task.human_batch_size()
+  model = task.build_model()
+  model(features, training=False)
+  initial = model.get_weights()
+
+  def whole_batch(strategy):
+    del strategy
+    return features, labels
+
+  def per_replica_batches(strategy):
+    # Each replica reads [its human part | its pseudo part], as the reader
+    # does per replica; together they are the one-device batch.
+    def replica(ctx):
+      r, n = ctx.replica_id_in_sync_group, ctx.num_replicas_in_sync
+      h, p = human // n, pseudo_count // n
+
+      def take(t):
+        return tf.concat(
+          [t[r * h : (r + 1) * h], t[human + r * p : human + (r + 1) * p]],
+          axis=0,
+        )
+
+      return tf.nest.map_structure(take, (features, labels))
+
+    return strategy.experimental_distribute_values_from_function(replica)
+
+  keys = (
+    task.loss,
+    'human_loss',
+    'pseudo_loss',
+    'human_loss_ema',
+    'pseudo_loss_ema',
+  )
+  w1, l1 = mirrored.train(one, task, config, whole_batch, initial, 3, keys)
+  w2, l2 = mirrored.train(
+    two, task, config, per_replica_batches, initial, 3, keys
+  )
+  print(
+    'RESULT '
+    + json.dumps(
+      {
+        'one_device': l1,
+        'mirrored': l2,
+        'max_weight_diff': mirrored.max_diff(w1, w2),
+        'max_weight_change': mirrored.max_diff(w1, initial),
+        'human': human,
+        'pseudo': pseudo_count,
+      }
+    )
+  )
+
+
+@pytest.mark.slow
+def test_student_mirrored_two_cpus_matches_one_device(data_dir):
+  out = subprocess.run(
+    [sys.executable, __file__, data_dir],
+    capture_output=True,
+    text=True,
+    timeout=600,
+    env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'),
+  )
+  assert out.returncode == 0, out.stderr[-4000:]
+  lines = out.stdout.splitlines()
+  result = json.loads([x for x in lines if x.startswith('RESULT ')][-1][7:])
+  assert (result['human'], result['pseudo']) == (8, 8)
+  one, two = result['one_device'], result['mirrored']
+  for key, values in one.items():
+    for a, b in zip(values, two[key]):
+      assert abs(a - b) <= 1e-5 * max(abs(a), 1e-3), (key, result)
+  # The EMA moves: step 1 is L_1 itself, later steps average in new values.
+  # (float32: 1 - 0.9997 is rounded, hence the tolerance.)
+  assert one['human_loss_ema'][0] == pytest.approx(
+    one['human_loss'][0], rel=1e-4
+  )
+  assert one['human_loss_ema'][2] != pytest.approx(
+    one['human_loss'][2], rel=1e-3
+  )
+  assert result['max_weight_change'] > 1e-3
+  assert result['max_weight_diff'] < 0.05 * result['max_weight_change']
+
+
+def test_decoder_drops_pseudo_boxes_below_threshold(tmp_path):
+  from helpers import TINY_SPEC  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  from official_selftrain.data import embedded  # pylint: disable=g-import-not-at-top
+  from official_selftrain.data import shapes  # pylint: disable=g-import-not-at-top
+  from official_selftrain.tasks import self_training  # pylint: disable=g-import-not-at-top
+
+  path = str(tmp_path / 'p.tfrecord')
+  write_pseudo_labels(path, 6, TINY_SPEC)
+  decoder = self_training.PseudoLabelDecoder(score_threshold=0.5)
+  parse = {'image/object/score': tf.io.VarLenFeature(tf.float32)}
+  kept = total = 0
+  for record in tf.data.TFRecordDataset(path):
+    decoded = decoder.decode(record)
+    scores = tf.sparse.to_dense(
+      tf.io.parse_single_example(record, parse)['image/object/score']
+    )
+    expected = int(np.sum(scores.numpy() >= 0.5))
+    assert decoded['groundtruth_boxes'].shape[0] == expected
+    assert decoded['groundtruth_area'].shape[0] == expected
+    kept += expected
+    total += int(scores.shape[0])
+  assert 0 < kept < total
+  # Human labels (no scores) keep every box.
+  scene = shapes.det_scene(0, 'train', 0, TINY_SPEC)
+  human = embedded.scene_to_tf_example(scene, '1').SerializeToString()
+  assert decoder.decode(tf.constant(human))['groundtruth_boxes'].shape[0] == (
+    len(scene.classes)
+  )
+
+
+if __name__ == '__main__':
+  compare(sys.argv[1])
