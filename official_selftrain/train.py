@@ -187,6 +187,10 @@ def main(argv):
     experiment = experiment_lib.build()
   except (ValueError, TypeError, KeyError, AttributeError) as e:
     raise UserError(f'configuration: {e}') from e
+  runtime = getattr(experiment.config, 'runtime', None)
+  if runtime is not None:  # what --strategy will run, shown by --print_config
+    runtime.distribution_strategy = FLAGS.strategy
+    runtime.tpu = FLAGS.tpu
   if FLAGS.print_config:
     print(experiment_lib.describe(experiment))
     return
