@@ -144,7 +144,8 @@ class Teacher:
 
   def preprocess(self, image: tf.Tensor):
     """uint8 [H, W, 3] -> (model input, image_info), no augmentation."""
-    image = preprocess_ops.normalize_image(tf.cast(image, tf.float32))
+    # As Model Garden's parser: uint8 in, scaled to [0, 1], then mean/std.
+    image = preprocess_ops.normalize_image(tf.cast(image, tf.uint8))
     return preprocess_ops.resize_and_crop_image(
       image,
       self.input_size,

@@ -239,3 +239,33 @@ def test_teacher_restores_the_trained_weights(teacher_dir):
     assert any(
       r.shape == value.shape and np.array_equal(value, r) for r in restored
     ), k
+
+
+def test_teacher_sees_what_model_garden_eval_sees(teacher_dir):
+  """Teacher.predict == Model Garden's validation path, on the same images."""
+  from official.core import task_factory  # pylint: disable=g-import-not-at-top
+
+  teacher = teacher_lib.Teacher(teacher_dir, score_floor=0.05)
+  config = teacher.config
+  task = task_factory.get_task(config.task)
+  features, labels = next(iter(task.build_inputs(config.task.validation_data)))
+  outputs = teacher.model(
+    features,
+    anchor_boxes=labels['anchor_boxes'],
+    image_shape=labels['image_info'][:, 1, :],
+    training=False,
+  )
+  expected = {}
+  for i, source_id in enumerate(labels['groundtruths']['source_id'].numpy()):
+    expected[int(source_id)] = outputs['detection_scores'][i].numpy()
+  pool = sources.TFRecordPool(config.task.validation_data.input_path)
+  batch = next(
+    iter(pool.dataset().map(lambda e: export._decoded(teacher, e)).padded_batch(64))
+  )  # pylint: disable=protected-access
+  got = teacher.predict(batch['image'], batch['image_info'])['scores'].numpy()
+  compared = 0
+  for source_id, scores in zip(batch['source_id'].numpy(), got):
+    if int(source_id) in expected:  # Model Garden's parser makes ids ints
+      np.testing.assert_allclose(scores, expected[int(source_id)], atol=1e-5)
+      compared += 1
+  assert compared >= 8
