@@ -27,6 +27,7 @@ def self_training_experiment(
   human_batch_size: Optional[int] = None,
   pseudo_ratio: float = 1.0,
   pseudo_score_threshold: float = 0.5,
+  pseudo_ignore_floor: Optional[float] = None,
   alpha: float = 1.0,
   ema_decay: float = ln.EMA_DECAY,
   loss_normalization: bool = True,
@@ -45,6 +46,9 @@ def self_training_experiment(
     pseudo_ratio: pseudo-labelled images per human one (1.0: half and half, as
       COCO's 256 + 256).
     pseudo_score_threshold: read-time threshold on teacher scores (0.5).
+    pseudo_ignore_floor: boxes scored in [floor, threshold) become ignore
+      regions instead of background (beyond the paper; None: off). Must not
+      be below the export floor the pseudo labels were written with.
     alpha: weight of the pseudo loss (the paper searched 0.25..4).
     ema_decay: decay of the loss EMAs (0.9997).
     loss_normalization: Loss Normalization, or the plain L_h + a * L_p.
@@ -73,6 +77,7 @@ def self_training_experiment(
     shuffle_buffer_size=config.task.train_data.shuffle_buffer_size,
   )
   task.pseudo_score_threshold = pseudo_score_threshold
+  task.pseudo_ignore_floor = pseudo_ignore_floor
   task.alpha = alpha
   task.ema_decay = ema_decay
   task.loss_normalization = loss_normalization

@@ -178,10 +178,19 @@ class DetectionTask(retinanet.RetinaNetTask):
       (model_loss, cls_loss, box_loss), each a scalar.
     """
     params = self.task_config
+    num_classes = params.model.num_classes
     num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    num_positives = global_num_positives(labels['box_weights'])
-    cls_weight = labels['cls_weights'] * (num_replicas / num_positives)
-    box_weight = labels['box_weights'] * (num_replicas / num_positives)
+    cls_targets = loss_utils.multi_level_flatten(
+      labels['cls_targets'], last_dim=None
+    )
+    # Anchors matched to an ignore region (label >= num_classes, see
+    # IGNORE_LABEL) are neither positive nor negative.
+    keep = tf.cast(cls_targets < num_classes, tf.float32)
+    cls_targets = tf.where(cls_targets < num_classes, cls_targets, 0)
+    box_weights = labels['box_weights'] * keep
+    num_positives = global_num_positives(box_weights)
+    cls_weight = labels['cls_weights'] * keep * (num_replicas / num_positives)
+    box_weight = box_weights * (num_replicas / num_positives)
     cls_loss_fn = focal_loss.FocalLoss(
       alpha=params.losses.focal_loss_alpha,
       gamma=params.losses.focal_loss_gamma,
@@ -190,11 +199,7 @@ class DetectionTask(retinanet.RetinaNetTask):
     box_loss_fn = tf_keras.losses.Huber(
       params.losses.huber_loss_delta, reduction=tf_keras.losses.Reduction.SUM
     )
-    num_classes = params.model.num_classes
-    y_true_cls = tf.one_hot(
-      loss_utils.multi_level_flatten(labels['cls_targets'], last_dim=None),
-      num_classes,
-    )
+    y_true_cls = tf.one_hot(cls_targets, num_classes)
     y_pred_cls = loss_utils.multi_level_flatten(
       outputs['cls_outputs'], last_dim=num_classes
     )

@@ -44,7 +44,9 @@ class SelfTrainingTaskConfig(detection.DetectionTaskConfig):
 
   Attributes:
     train_data: human + pseudo-labelled data (data_ratio 1.0 = half and half).
-    pseudo_score_threshold: pseudo boxes scored below this are dropped when read.
+    pseudo_score_threshold: pseudo boxes scored below this are not labels.
+    pseudo_ignore_floor: if set, pseudo boxes scored in [floor, threshold) are
+      ignore regions rather than background (beyond the paper; None: off).
     alpha: weight of the pseudo loss, a.
     ema_decay: decay of the loss EMAs (0.9997).
     loss_normalization: Loss Normalization (True) or the plain L_h + a * L_p.
@@ -54,21 +56,35 @@ class SelfTrainingTaskConfig(detection.DetectionTaskConfig):
     default_factory=lambda: SelfTrainingDataConfig(is_training=True)
   )
   pseudo_score_threshold: float = 0.5
+  pseudo_ignore_floor: Optional[float] = None
   alpha: float = 1.0
   ema_decay: float = ln.EMA_DECAY
   loss_normalization: bool = True
 
 
 class PseudoLabelDecoder(tf_example_decoder.TfExampleDecoder):
-  """Model Garden's decoder, dropping boxes scored below a threshold.
+  """Model Garden's decoder, applying the read-time threshold to pseudo boxes.
 
+  Boxes scored >= `score_threshold` are labels. With `ignore_floor`, boxes
+  scored in [ignore_floor, score_threshold) become ignore regions (label
+  `ignore_label`): the anchors they match are neither positive nor negative
+  (see `DetectionTask.detection_losses`), so objects the teacher half-saw are
+  not taught as background. Below the floor (or without one) boxes are dropped.
   Human-labelled examples carry no `image/object/score` and keep every box, so
   one decoder serves both halves of the batch.
   """
 
-  def __init__(self, score_threshold: float, **kwargs):
+  def __init__(
+    self,
+    score_threshold: float,
+    ignore_floor: Optional[float] = None,
+    ignore_label: int = 0,
+    **kwargs,
+  ):
     super().__init__(**kwargs)
     self._score_threshold = score_threshold
+    self._ignore_floor = ignore_floor
+    self._ignore_label = ignore_label
 
   def decode(self, serialized_example):
     decoded = super().decode(serialized_example)
@@ -82,7 +98,12 @@ class PseudoLabelDecoder(tf_example_decoder.TfExampleDecoder):
       lambda: tf.ones([num_boxes], tf.float32),
       lambda: scores,
     )
-    keep = scores >= self._score_threshold
+    floor = (
+      self._score_threshold
+      if self._ignore_floor is None
+      else self._ignore_floor
+    )
+    keep = scores >= floor
     for key in (
       'groundtruth_classes',
       'groundtruth_is_crowd',
@@ -90,6 +111,12 @@ class PseudoLabelDecoder(tf_example_decoder.TfExampleDecoder):
       'groundtruth_boxes',
     ):
       decoded[key] = tf.boolean_mask(decoded[key], keep)
+    if self._ignore_floor is not None:
+      uncertain = tf.boolean_mask(scores, keep) < self._score_threshold
+      classes = decoded['groundtruth_classes']
+      decoded['groundtruth_classes'] = tf.where(
+        uncertain, tf.cast(self._ignore_label, classes.dtype), classes
+      )
     return decoded
 
 
@@ -138,7 +165,11 @@ class SelfTrainingTask(detection.DetectionTask):
         'The student reads human and pseudo labels from '
         'TFRecords; train_data.tfds_name is not supported.'
       )
-    decoder = PseudoLabelDecoder(self.task_config.pseudo_score_threshold)
+    decoder = PseudoLabelDecoder(
+      self.task_config.pseudo_score_threshold,
+      ignore_floor=self.task_config.pseudo_ignore_floor,
+      ignore_label=self.task_config.model.num_classes,
+    )
     reader = input_reader_factory.input_reader_generator(
       params,
       dataset_fn=self.build_dataset_fn(params),

@@ -260,7 +260,9 @@ def test_teacher_sees_what_model_garden_eval_sees(teacher_dir):
     expected[int(source_id)] = outputs['detection_scores'][i].numpy()
   pool = sources.TFRecordPool(config.task.validation_data.input_path)
   batch = next(
-    iter(pool.dataset().map(lambda e: export._decoded(teacher, e)).padded_batch(64))
+    iter(
+      pool.dataset().map(lambda e: export._decoded(teacher, e)).padded_batch(64)
+    )
   )  # pylint: disable=protected-access
   got = teacher.predict(batch['image'], batch['image_info'])['scores'].numpy()
   compared = 0

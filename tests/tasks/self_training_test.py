@@ -187,3 +187,77 @@ def test_decoder_drops_pseudo_boxes_below_threshold(tmp_path):
 
 if __name__ == '__main__':
   compare(sys.argv[1])
+
+
+def test_ignore_band_between_floor_and_threshold(tmp_path):
+  from helpers import TINY_SPEC  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  from official_selftrain.tasks import self_training  # pylint: disable=g-import-not-at-top
+
+  path = str(tmp_path / 'p.tfrecord')
+  write_pseudo_labels(path, 6, TINY_SPEC)
+  ignore = 7
+  decoder = self_training.PseudoLabelDecoder(
+    score_threshold=0.5, ignore_floor=0.3, ignore_label=ignore
+  )
+  parse = {'image/object/score': tf.io.VarLenFeature(tf.float32)}
+  seen_ignored = 0
+  for record in tf.data.TFRecordDataset(path):
+    decoded = decoder.decode(record)
+    scores = tf.sparse.to_dense(
+      tf.io.parse_single_example(record, parse)['image/object/score']
+    ).numpy()
+    classes = decoded['groundtruth_classes'].numpy()
+    kept = scores[scores >= 0.3]
+    assert len(classes) == len(kept)
+    assert ((classes == ignore) == (kept < 0.5)).all()
+    seen_ignored += int((classes == ignore).sum())
+  assert seen_ignored > 0
+
+
+def test_ignored_anchors_are_neither_positive_nor_negative():
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  from official_selftrain.tasks import detection  # pylint: disable=g-import-not-at-top
+
+  config = detection.DetectionTaskConfig()
+  config.model.num_classes = 4
+  task = detection.DetectionTask(config)
+  rng = tf.random.Generator.from_seed(0)
+  outputs = {
+    'cls_outputs': {'3': rng.normal([2, 2, 2, 3 * 4])},
+    'box_outputs': {'3': rng.normal([2, 2, 2, 3 * 4])},
+  }
+  targets = tf.constant(
+    [[[[1, -1, 0], [2, 4, -1]], [[0, 0, 3], [4, 1, 0]]]] * 2
+  )
+  labels = {
+    'cls_targets': {'3': targets},
+    'box_targets': {'3': rng.normal([2, 2, 2, 3 * 4])},
+    'cls_weights': tf.ones([2, 12]),
+    'box_weights': tf.cast(tf.reshape(targets, [2, 12]) > 0, tf.float32),
+  }
+  got = task.detection_losses(outputs, labels)
+  # The same, written out: anchors labelled 4 (= num_classes) weigh nothing.
+  ignored = tf.reshape(targets, [2, 12]) == 4
+  manual = dict(labels)
+  manual['cls_targets'] = {'3': tf.where(targets == 4, 0, targets)}
+  manual['cls_weights'] = tf.where(ignored, 0.0, labels['cls_weights'])
+  manual['box_weights'] = tf.where(ignored, 0.0, labels['box_weights'])
+  expected = task.detection_losses(outputs, manual)
+  for a, b in zip(got, expected):
+    assert abs(float(a) - float(b)) < 1e-6
+  # And it matters: counting them as positives would change the loss.
+  assert (
+    abs(
+      float(
+        task.detection_losses(
+          outputs,
+          {**labels, 'cls_targets': {'3': tf.where(targets == 4, 1, targets)}},
+        )[0]
+      )
+      - float(got[0])
+    )
+    > 1e-4
+  )
