@@ -271,3 +271,82 @@ def test_teacher_sees_what_model_garden_eval_sees(teacher_dir):
       np.testing.assert_allclose(scores, expected[int(source_id)], atol=1e-5)
       compared += 1
   assert compared >= 8
+
+
+def test_tfds_pool(teacher_dir, tmp_path):
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  # TFDS's mock data: the real loading code, examples generated offline.
+  with tfds.testing.mock_data(
+    num_examples=6, policy=tfds.testing.MockPolicy.USE_CODE
+  ):
+    manifest = export.export_pseudo_labels(
+      teacher_dir=teacher_dir,
+      pool=sources.TFDSPool('beans', 'train'),
+      output_dir=str(tmp_path / 'out'),
+      num_shards=2,
+      batch_size=4,
+    )
+  assert manifest['images_written'] == 6
+  assert manifest['pool'] == {
+    'kind': 'tfds',
+    'dataset': 'beans',
+    'split': 'train',
+  }
+  assert sorted(_ids(str(tmp_path / 'out'))) == [
+    f'beans/train/{i}' for i in range(6)
+  ]
+
+
+def test_visualize_writes_a_png_grid(teacher_dir, pool, tmp_path):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
+  out = str(tmp_path / 'pseudo')
+  export.export_pseudo_labels(
+    teacher_dir=teacher_dir,
+    pool=pool,
+    output_dir=out,
+    num_shards=1,
+    export_floor=0.0,
+  )
+  png = str(tmp_path / 'grid.png')
+  result = subprocess.run(
+    [
+      sys.executable,
+      os.path.join(REPO, 'tools', 'visualize.py'),
+      f'--pseudo_labels={out}',
+      f'--output={png}',
+      '--num_images=6',
+      '--columns=3',
+      '--scale=2',
+      '--read_threshold=0.0',
+    ],
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
+  assert result.returncode == 0, result.stderr[-2000:]
+  picture = np.asarray(Image.open(png).convert('RGB'))
+  assert picture.shape == (2 * 64 * 2, 3 * 64 * 2, 3)
+  # Boxes are drawn over the image, in the class colour.
+  sys.path.insert(0, os.path.join(REPO, 'tools'))
+  import visualize  # pylint: disable=g-import-not-at-top
+
+  record = next(
+    iter(
+      tf.data.TFRecordDataset(
+        tf.io.gfile.glob(os.path.join(out, 'pseudo-*.tfrecord'))
+      )
+    )
+  ).numpy()
+  drawn = np.asarray(visualize.draw_pseudo_labels(record, 0.0, 2))
+  example = tf.train.Example.FromString(record)
+  image = tf.io.decode_image(
+    example.features.feature['image/encoded'].bytes_list.value[0]
+  ).numpy()
+  plain = np.repeat(np.repeat(image, 2, axis=0), 2, axis=1)
+  changed = (drawn != plain).any(axis=-1)
+  assert changed.any()
+  label = example.features.feature['image/object/class/label'].int64_list.value
+  colours = {visualize.COLOURS[(c - 1) % len(visualize.COLOURS)] for c in label}
+  assert {tuple(p) for p in drawn[changed]} & colours
