@@ -4,6 +4,11 @@ Logical CPU devices must be configured before TensorFlow initialises, so the
 tests that compare MirroredStrategy with one device run these in a subprocess.
 """
 
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
 import tensorflow as tf
 
@@ -72,3 +77,17 @@ def train(
 
 def max_diff(a, b):
   return max(float(np.abs(x - y).max()) for x, y in zip(a, b))
+
+
+def run_script(script, data_dir):
+  """Runs a comparison script in a fresh process; returns its RESULT JSON."""
+  out = subprocess.run(
+    [sys.executable, script, data_dir],
+    capture_output=True,
+    text=True,
+    timeout=600,
+    env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'),
+  )
+  assert out.returncode == 0, out.stderr[-4000:]
+  lines = [x for x in out.stdout.splitlines() if x.startswith('RESULT ')]
+  return json.loads(lines[-1][len('RESULT ') :])

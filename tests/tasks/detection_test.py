@@ -6,7 +6,6 @@ before TensorFlow initialises (this file doubles as that script).
 
 import json
 import os
-import subprocess
 import sys
 
 import pytest
@@ -76,17 +75,9 @@ def compare(data_dir):
 
 @pytest.mark.slow
 def test_mirrored_two_cpus_matches_one_device(data_dir):
-  out = subprocess.run(
-    [sys.executable, __file__, data_dir],
-    capture_output=True,
-    text=True,
-    timeout=600,
-    env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'),
-  )
-  assert out.returncode == 0, out.stderr[-4000:]
-  lines = out.stdout.splitlines()
-  line = [x for x in lines if x.startswith('RESULT ')][-1]
-  result = json.loads(line[len('RESULT ') :])
+  import mirrored  # pylint: disable=g-import-not-at-top
+
+  result = mirrored.run_script(__file__, data_dir)
   ours, garden = result['ours'], result['model_garden']
   assert ours['max_weight_change'] > 1e-3, result  # training moved the weights
   # Steps 2 and 3 run on the updated weights, so equal losses mean equal

@@ -3,7 +3,6 @@ replicas (MirroredStrategy on two CPU devices equals one device)."""
 
 import json
 import os
-import subprocess
 import sys
 
 import pytest
@@ -125,16 +124,9 @@ def compare(data_dir):
 
 @pytest.mark.slow
 def test_student_mirrored_two_cpus_matches_one_device(data_dir):
-  out = subprocess.run(
-    [sys.executable, __file__, data_dir],
-    capture_output=True,
-    text=True,
-    timeout=600,
-    env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'),
-  )
-  assert out.returncode == 0, out.stderr[-4000:]
-  lines = out.stdout.splitlines()
-  result = json.loads([x for x in lines if x.startswith('RESULT ')][-1][7:])
+  import mirrored  # pylint: disable=g-import-not-at-top
+
+  result = mirrored.run_script(__file__, data_dir)
   assert (result['human'], result['pseudo']) == (8, 8)
   one, two = result['one_device'], result['mirrored']
   for key, values in one.items():
