@@ -87,10 +87,14 @@ def self_training_pipeline(
   )
 
 
+def _checkpoint_step(model_dir: str) -> int:
+  latest = tf.train.latest_checkpoint(model_dir)
+  return int(latest.rsplit('-', 1)[1]) if latest else 0
+
+
 def training_complete(model_dir: str, train_steps: int) -> bool:
   """A run is complete at its final step with that step's evaluation."""
-  latest = tf.train.latest_checkpoint(model_dir)
-  if not latest or int(latest.rsplit('-', 1)[1]) < train_steps:
+  if _checkpoint_step(model_dir) < train_steps:
     return False
   metrics = progress.ResultsWriter(model_dir).last_recorded()
   return metrics.get('step', -1) >= train_steps
@@ -112,6 +116,10 @@ def run_stage(
   steps = experiment.config.trainer.train_steps
   if training_complete(model_dir, steps):
     logging.info('[pipeline] %s: complete in %s, skipped.', name, model_dir)
+  elif _checkpoint_step(model_dir) >= steps:
+    # Killed between its last checkpoint and its final evaluation.
+    logging.info('[pipeline] %s: trained, evaluating in %s.', name, model_dir)
+    run_fn(experiment, 'eval', model_dir)
   else:
     logging.info(
       '[pipeline] %s: training %d steps in %s.', name, steps, model_dir
