@@ -66,3 +66,12 @@ def test_killed_pipeline_resumes_and_writes_summary(data_dir, tmp_path):
   again = run_train(args, data_dir)
   assert again.returncode == 0, again.stderr[-3000:]
   assert again.stderr.count(': complete in ') == 4  # nothing is redone
+
+  # Killed after its last checkpoint but before its final evaluation: the
+  # stage is evaluated, not retrained, and the summary is complete again.
+  os.remove(os.path.join(model_dir, 'round1', 'student', 'eval_results.json'))
+  evaluated = run_train(args, data_dir)
+  assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+  assert 'round 1 student: trained, evaluating' in evaluated.stderr
+  with open(os.path.join(model_dir, 'summary.json')) as f:
+    assert json.load(f)['student']['step'] == 4
