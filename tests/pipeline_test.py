@@ -75,3 +75,31 @@ def test_killed_pipeline_resumes_and_writes_summary(data_dir, tmp_path):
   assert 'round 1 student: trained, evaluating' in evaluated.stderr
   with open(os.path.join(model_dir, 'summary.json')) as f:
     assert json.load(f)['student']['step'] == 4
+
+
+@pytest.mark.slow
+def test_two_rounds_the_student_teaches_the_next_round(data_dir, tmp_path):
+  model_dir = str(tmp_path / 'st2')
+  result = run_train(
+    [
+      f'--gin_file={TINY_PIPELINE}',
+      f'--model_dir={model_dir}',
+      '--gin_param=self_training_pipeline.rounds = 2',
+      '--gin_param=self_training_pipeline.control = False',
+    ],
+    data_dir,
+  )
+  assert result.returncode == 0, result.stderr[-3000:]
+  with open(os.path.join(model_dir, 'summary.json')) as f:
+    summary = json.load(f)
+  assert len(summary['rounds']) == 2
+  second = summary['rounds'][1]
+  assert second['supervised_same_steps'] is None
+  # Round 2's teacher is round 1's student, and it labelled round 2's pool.
+  assert second['teacher'] == summary['rounds'][0]['student']
+  with open(
+    os.path.join(model_dir, 'round2', 'pseudo_labels', 'manifest.json')
+  ) as f:
+    manifest = json.load(f)
+  assert manifest['teacher_dir'] == os.path.join(model_dir, 'round1', 'student')
+  assert manifest['teacher_step'] == 4
