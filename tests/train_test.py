@@ -1,5 +1,6 @@
 """The training entry, end to end, as a user runs it (subprocesses)."""
 
+import json
 import os
 import signal
 import subprocess
@@ -166,3 +167,17 @@ def test_corrupt_image_is_named_or_skipped_and_counted(data_dir, tmp_path):
   assert skipped.returncode == 0, skipped.stderr[-3000:]
   assert 'Skipping 1 record(s)' in skipped.stderr
   assert f'{train} record #3' in skipped.stderr
+
+
+@pytest.mark.slow
+def test_eval_and_continuous_eval_beside_a_finished_trainer(data_dir, tmp_path):
+  model_dir = str(tmp_path / 'model')
+  args = BASE + [f'--model_dir={model_dir}']
+  trained = run_train(args + ['--mode=train'], data_dir)
+  assert trained.returncode == 0, trained.stderr[-3000:]
+  for mode in ('eval', 'continuous_eval'):
+    result = run_train(args + [f'--mode={mode}'], data_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'eval @ step 6: AP' in result.stdout, mode
+  with open(os.path.join(model_dir, 'eval_results.json')) as f:
+    assert [r['step'] for r in json.load(f)] == [6, 6]
