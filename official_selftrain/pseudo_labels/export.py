@@ -259,6 +259,10 @@ def export_pseudo_labels(
       output_dir,
     )
   progress = _Progress(log_every_seconds)
+  if todo and int(pool.dataset().take(1).reduce(0, lambda n, _: n + 1)) == 0:
+    raise sources.EmptyPoolError(
+      f'The unlabelled pool {pool.describe()} has no image.'
+    )
   for k in todo:
     stats = _export_shard(
       teacher,
@@ -367,8 +371,6 @@ def _export_shard(
   """Labels part k of the pool into its shard; returns the shard's stats."""
   raw = pool.dataset(num_shards, k)
   expected = int(raw.reduce(np.int64(0), lambda n, _: n + 1))
-  if expected == 0 and num_shards == 1:
-    raise sources.EmptyPoolError('The unlabelled pool has no image.')
   data = raw.map(
     lambda e: _decoded(teacher, e),
     num_parallel_calls=tf.data.AUTOTUNE,

@@ -350,3 +350,16 @@ def test_visualize_writes_a_png_grid(teacher_dir, pool, tmp_path):
   label = example.features.feature['image/object/class/label'].int64_list.value
   colours = {visualize.COLOURS[(c - 1) % len(visualize.COLOURS)] for c in label}
   assert {tuple(p) for p in drawn[changed]} & colours
+
+
+def test_pool_of_empty_files_is_an_error(teacher_dir, tmp_path):
+  empty = str(tmp_path / 'empty.tfrecord')
+  with tf.io.TFRecordWriter(empty):
+    pass
+  with pytest.raises(sources.EmptyPoolError, match='has no image'):
+    export.export_pseudo_labels(
+      teacher_dir=teacher_dir,
+      pool=sources.TFRecordPool(empty),
+      output_dir=str(tmp_path / 'out'),
+      num_shards=4,
+    )
