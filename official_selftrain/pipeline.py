@@ -50,7 +50,10 @@ class Pipeline:
     return self.teacher.config
 
   def prepare(self) -> None:
+    """Makes the human-labelled data and the unlabelled pool exist."""
     self.teacher.prepare()
+    if hasattr(self.pool, 'prepare'):
+      self.pool.prepare()
 
 
 @gin.configurable
@@ -199,8 +202,7 @@ def _pseudo_labels(
   logging.info(
     '[pipeline] pseudo labels: teacher %s labels the pool.', teacher_dir
   )
-  if hasattr(pipeline.pool, 'prepare'):
-    pipeline.pool.prepare()
+  pipeline.prepare()
   return export.export_pseudo_labels(
     teacher_dir=teacher_dir,
     pool=pipeline.pool,
