@@ -85,6 +85,8 @@ def pseudo_label_example(
   builder = tf_example_builder.TfExampleBuilder()
   builder.add_encoded_image_feature(
     encoded,
+    # Given in full, so the builder does not decode the image for metadata.
+    image_format=_image_format(encoded),
     height=height,
     width=width,
     num_channels=3,
@@ -207,6 +209,7 @@ def export_pseudo_labels(
   shard_indices: Optional[Sequence[int]] = None,
   batch_size: int = 32,
   log_every_seconds: float = 10.0,
+  teacher: Optional[teacher_lib.Teacher] = None,
 ) -> Dict[str, Any]:
   """Labels `pool` with the teacher in `teacher_dir`; returns the manifest.
 
@@ -228,6 +231,8 @@ def export_pseudo_labels(
       of a cluster its own, e.g. [task_index].
     batch_size: images per teacher call.
     log_every_seconds: progress log period.
+    teacher: an already restored Teacher to use instead of building one from
+      teacher_dir (the NMS arguments above are then the teacher's own).
 
   Returns:
     The manifest (also written to output_dir/manifest.json).
@@ -238,15 +243,16 @@ def export_pseudo_labels(
       f'read_threshold={read_threshold}].'
     )
   start = time.time()
-  teacher = teacher_lib.Teacher(
-    teacher_dir,
-    teacher_checkpoint,
-    score_floor=export_floor,
-    nms_iou_threshold=nms_iou_threshold,
-    max_detections=max_detections,
-    pre_nms_top_k=pre_nms_top_k,
-    nms_version=nms_version,
-  )
+  if teacher is None:
+    teacher = teacher_lib.Teacher(
+      teacher_dir,
+      teacher_checkpoint,
+      score_floor=export_floor,
+      nms_iou_threshold=nms_iou_threshold,
+      max_detections=max_detections,
+      pre_nms_top_k=pre_nms_top_k,
+      nms_version=nms_version,
+    )
   tf.io.gfile.makedirs(output_dir)
   indices = (
     list(range(num_shards)) if shard_indices is None else list(shard_indices)
