@@ -140,6 +140,12 @@ class DetectionTask(retinanet.RetinaNetTask):
       )
     return skipping_dataset_fn(bad)
 
+  def build_decoder(self, params: retinanet_cfg.DataConfig):
+    """Model Garden's TF Example decoder for the detection schema."""
+    return tf_example_decoder.TfExampleDecoder(
+      regenerate_source_id=params.decoder.get().regenerate_source_id
+    )
+
   def build_inputs(
     self,
     params: retinanet_cfg.DataConfig,
@@ -148,14 +154,10 @@ class DetectionTask(retinanet.RetinaNetTask):
     """Reads TF Examples in Model Garden's detection schema."""
     if params.tfds_name:
       return super().build_inputs(params, input_context)
-    decoder_cfg = params.decoder.get()
-    decoder = tf_example_decoder.TfExampleDecoder(
-      regenerate_source_id=decoder_cfg.regenerate_source_id
-    )
     reader = input_reader_factory.input_reader_generator(
       params,
       dataset_fn=self.build_dataset_fn(params),
-      decoder_fn=decoder.decode,
+      decoder_fn=self.build_decoder(params).decode,
       combine_fn=input_reader.create_combine_fn(params),
       parser_fn=self.build_parser(params).parse_fn(params.is_training),
     )

@@ -18,7 +18,6 @@ from official.core import task_factory
 from official.vision.configs import common
 from official.vision.configs import retinanet as retinanet_cfg
 from official.vision.dataloaders import input_reader
-from official.vision.dataloaders import input_reader_factory
 from official.vision.dataloaders import tf_example_decoder
 import tensorflow as tf
 import tf_keras
@@ -157,27 +156,24 @@ class SelfTrainingTask(detection.DetectionTask):
     model.loss_ema_count = variable('loss_ema_count', tf.int64)
     return model
 
-  def build_inputs(self, params, input_context=None):
+  def build_decoder(self, params):
+    """Training reads pseudo labels too: the read-time threshold decoder."""
     if not params.is_training:
-      return super().build_inputs(params, input_context)
-    if params.tfds_name:
+      return super().build_decoder(params)
+    return PseudoLabelDecoder(
+      self.task_config.pseudo_score_threshold,
+      ignore_floor=self.task_config.pseudo_ignore_floor,
+      ignore_label=self.task_config.model.num_classes,
+      regenerate_source_id=params.decoder.get().regenerate_source_id,
+    )
+
+  def build_inputs(self, params, input_context=None):
+    if params.is_training and params.tfds_name:
       raise ValueError(
         'The student reads human and pseudo labels from '
         'TFRecords; train_data.tfds_name is not supported.'
       )
-    decoder = PseudoLabelDecoder(
-      self.task_config.pseudo_score_threshold,
-      ignore_floor=self.task_config.pseudo_ignore_floor,
-      ignore_label=self.task_config.model.num_classes,
-    )
-    reader = input_reader_factory.input_reader_generator(
-      params,
-      dataset_fn=self.build_dataset_fn(params),
-      decoder_fn=decoder.decode,
-      combine_fn=input_reader.create_combine_fn(params),
-      parser_fn=self.build_parser(params).parse_fn(params.is_training),
-    )
-    return reader.read(input_context=input_context)
+    return super().build_inputs(params, input_context)
 
   def build_metrics(self, training: bool = True) -> List[Any]:
     if not training:
