@@ -76,7 +76,12 @@ def train(
 
 
 def max_diff(a, b):
-  return max(float(np.abs(x - y).max()) for x, y in zip(a, b))
+  """Largest difference over float weights (step counters excluded)."""
+  return max(
+    float(np.abs(x - y).max())
+    for x, y in zip(a, b)
+    if np.asarray(x).dtype.kind == 'f'
+  )
 
 
 def run_script(script, data_dir):
