@@ -1,8 +1,10 @@
 """Helpers shared by the tests (imported as `helpers`; tests/ is on sys.path)."""
 
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import tensorflow as tf
 
@@ -28,6 +30,30 @@ def run_train(args, data_dir, timeout=600, env=None):
     text=True,
     timeout=timeout,
   )
+
+
+def sigkill_when(command, ready, env, what, timeout=400):
+  """Starts `command`, SIGKILLs it once `ready()` is true, waits for it.
+
+  Fails if the process ends by itself first (nothing was interrupted) or
+  `ready` takes longer than `timeout` seconds.
+  """
+  process = subprocess.Popen(
+    command,
+    cwd=REPO,
+    env=env,
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.DEVNULL,
+  )
+  deadline = time.time() + timeout
+  try:
+    while not ready():
+      assert process.poll() is None, f'{what} ended before it was killed'
+      assert time.time() < deadline, f'{what}: not ready in {timeout}s'
+      time.sleep(0.1)
+  finally:
+    process.send_signal(signal.SIGKILL)
+    process.wait()
 
 
 def write_with_corrupt_image(path, count, bad_index):

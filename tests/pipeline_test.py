@@ -2,13 +2,11 @@
 
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 
 from helpers import REPO
 from helpers import run_train
+from helpers import sigkill_when
 import pytest
 
 TINY_PIPELINE = os.path.join(REPO, 'tests', 'testdata', 'tiny_selftrain.gin')
@@ -19,21 +17,13 @@ def test_killed_pipeline_resumes_and_writes_summary(data_dir, tmp_path):
   model_dir = str(tmp_path / 'st')
   args = [f'--gin_file={TINY_PIPELINE}', f'--model_dir={model_dir}']
   env = dict(os.environ, SELFTRAIN_DATA_DIR=data_dir, TF_CPP_MIN_LOG_LEVEL='2')
-  process = subprocess.Popen(
-    [sys.executable, '-m', 'official_selftrain.train', *args],
-    cwd=REPO,
-    env=env,
-    stdout=subprocess.DEVNULL,
-    stderr=subprocess.DEVNULL,
-  )
   manifest = os.path.join(model_dir, 'round1', 'pseudo_labels', 'manifest.json')
-  deadline = time.time() + 400
-  while not os.path.exists(manifest):
-    assert process.poll() is None, 'pipeline ended before it was killed'
-    assert time.time() < deadline
-    time.sleep(0.2)
-  process.send_signal(signal.SIGKILL)
-  process.wait()
+  sigkill_when(
+    [sys.executable, '-m', 'official_selftrain.train', *args],
+    lambda: os.path.exists(manifest),
+    env,
+    'pipeline',
+  )
   assert not os.path.exists(os.path.join(model_dir, 'summary.json'))
 
   resumed = run_train(args, data_dir)

@@ -2,15 +2,12 @@
 
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 
-from helpers import REPO
 from helpers import TINY_GIN
 from helpers import TINY_SPEC
 from helpers import run_train
+from helpers import sigkill_when
 from helpers import write_with_corrupt_image
 import numpy as np
 import pytest
@@ -77,20 +74,13 @@ def test_sigkilled_run_resumes_from_last_checkpoint(data_dir, tmp_path):
     '--gin_param=detection_experiment.train_steps=300',
   ]
   env = dict(os.environ, SELFTRAIN_DATA_DIR=data_dir, TF_CPP_MIN_LOG_LEVEL='2')
-  process = subprocess.Popen(
+  sigkill_when(
     [sys.executable, '-m', 'official_selftrain.train', *args],
-    cwd=REPO,
-    env=env,
-    stdout=subprocess.DEVNULL,
-    stderr=subprocess.DEVNULL,
+    lambda: _step_of(tf.train.latest_checkpoint(model_dir)) >= 4,
+    env,
+    'training',
+    timeout=300,
   )
-  deadline = time.time() + 300
-  while _step_of(tf.train.latest_checkpoint(model_dir)) < 4:
-    assert process.poll() is None, 'training ended before it was killed'
-    assert time.time() < deadline
-    time.sleep(0.2)
-  process.send_signal(signal.SIGKILL)
-  process.wait()
   killed_at = _step_of(tf.train.latest_checkpoint(model_dir))
   assert 4 <= killed_at < 300
 

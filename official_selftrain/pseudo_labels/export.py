@@ -16,6 +16,7 @@ ground truth, wall time).
 """
 
 import collections
+from concurrent import futures
 import json
 import os
 import time
@@ -339,21 +340,31 @@ class _Progress:
     self.images = 0
 
   def update(
-    self, count: int, shard: int, done_in_shard: int, shard_total: int
+    self,
+    count: int,
+    shard: int,
+    done_in_shard: int,
+    shard_total: Optional[int],
+    final: bool = False,
   ):
+    """Logs now and then; shard_total None while still being counted."""
     self.images += count
     now = time.time()
-    if now - self._last >= self._every or done_in_shard == shard_total:
+    if final or now - self._last >= self._every:
       self._last = now
       rate = self.images / max(now - self._start, 1e-9)
+      if shard_total is None:
+        where, eta = f'{done_in_shard}/? images', 'shard ETA ?'
+      else:
+        where = f'{done_in_shard}/{shard_total} images'
+        left = max(shard_total - done_in_shard, 0) / max(rate, 1e-9)
+        eta = f'shard ETA {left:.0f}s'
       logging.info(
-        'pseudo labels: shard %d %d/%d images | %.1f images/s | '
-        'shard ETA %.0fs',
+        'pseudo labels: shard %d %s | %.1f images/s | %s',
         shard,
-        done_in_shard,
-        shard_total,
+        where,
         rate,
-        (shard_total - done_in_shard) / max(rate, 1e-9),
+        eta,
       )
 
 
@@ -371,12 +382,64 @@ def _decoded(teacher: teacher_lib.Teacher, element):
   return element
 
 
+def _count(dataset: tf.data.Dataset) -> int:
+  return int(dataset.reduce(np.int64(0), lambda n, _: n + 1))
+
+
+class _ShardWriter:
+  """Serialises, writes and counts labelled images of one shard.
+
+  Runs on its own thread so the teacher labels the next batch meanwhile: this
+  host-side work (building Examples, matching against held-aside ground truth)
+  cost ~15% of export speed when done in turn with inference.
+  """
+
+  def __init__(self, writer, stats: ShardStats):
+    self._writer = writer
+    self._stats = stats
+    self.seen = set()
+
+  def write_batch(self, out, host) -> int:
+    for i in range(len(host['index'])):
+      n = out['num_detections'][i]
+      boxes, classes = out['boxes'][i, :n], out['classes'][i, :n]
+      scores = out['scores'][i, :n]
+      self._writer.write(
+        pseudo_label_example(
+          host['source_id'][i],
+          host['encoded'][i],
+          int(host['height'][i]),
+          int(host['width'][i]),
+          boxes,
+          classes,
+          scores,
+        ).SerializeToString()
+      )
+      gt_classes = host['gt_classes'][i]
+      valid = gt_classes > 0  # padded_batch pads with class 0
+      self._stats.add(
+        boxes, classes, scores, host['gt_boxes'][i][valid], gt_classes[valid]
+      )
+      self.seen.add(int(host['index'][i]))
+    return len(host['index'])
+
+
+_HOST_KEYS = (
+  'index',
+  'source_id',
+  'encoded',
+  'height',
+  'width',
+  'gt_boxes',
+  'gt_classes',
+)
+
+
 def _export_shard(
   teacher, pool, output_dir, k, num_shards, read_threshold, batch_size, progress
 ) -> ShardStats:
   """Labels part k of the pool into its shard; returns the shard's stats."""
   raw = pool.dataset(num_shards, k)
-  expected = int(raw.reduce(np.int64(0), lambda n, _: n + 1))
   data = raw.map(
     lambda e: _decoded(teacher, e),
     num_parallel_calls=tf.data.AUTOTUNE,
@@ -386,47 +449,39 @@ def _export_shard(
   data = data.ignore_errors().padded_batch(batch_size).prefetch(2)
   stats = ShardStats(read_threshold, teacher.config.task.model.num_classes)
   path = shard_path(output_dir, k, num_shards)
+  for stale in tf.io.gfile.glob(f'{path}.tmp-*'):
+    tf.io.gfile.remove(stale)  # left by a killed run
   tmp = f'{path}.tmp-{os.getpid()}'
-  seen = set()
-  with tf.io.TFRecordWriter(tmp) as writer:
+  with (
+    tf.io.TFRecordWriter(tmp) as writer,
+    futures.ThreadPoolExecutor(1) as write_thread,
+    futures.ThreadPoolExecutor(1) as count_thread,
+  ):
+    shard_writer = _ShardWriter(writer, stats)
+    # The shard's size (for the ETA, and to find images that did not decode)
+    # is counted beside the labelling, not before it.
+    expected = count_thread.submit(_count, raw)
+    pending = collections.deque()
     for batch in data:
       out = teacher.predict(batch['image'], batch['image_info'])
       out = {key: v.numpy() for key, v in out.items()}
-      host = {
-        key: batch[key].numpy()
-        for key in (
-          'index',
-          'source_id',
-          'encoded',
-          'height',
-          'width',
-          'gt_boxes',
-          'gt_classes',
-        )
-      }
-      for i in range(len(host['index'])):
-        n = out['num_detections'][i]
-        boxes, classes = out['boxes'][i, :n], out['classes'][i, :n]
-        scores = out['scores'][i, :n]
-        writer.write(
-          pseudo_label_example(
-            host['source_id'][i],
-            host['encoded'][i],
-            int(host['height'][i]),
-            int(host['width'][i]),
-            boxes,
-            classes,
-            scores,
-          ).SerializeToString()
-        )
-        gt_classes = host['gt_classes'][i]
-        valid = gt_classes > 0  # padded_batch pads with class 0
-        stats.add(
-          boxes, classes, scores, host['gt_boxes'][i][valid], gt_classes[valid]
-        )
-        seen.add(int(host['index'][i]))
-      progress.update(len(host['index']), k, len(seen), expected)
-  missing = set(range(expected)) - seen
+      host = {key: batch[key].numpy() for key in _HOST_KEYS}
+      pending.append(write_thread.submit(shard_writer.write_batch, out, host))
+      while pending and (len(pending) > 2 or pending[0].done()):
+        done = pending.popleft().result()
+        total = expected.result() if expected.done() else None
+        progress.update(done, k, len(shard_writer.seen), total)
+    while pending:
+      done = pending.popleft().result()
+      progress.update(
+        done,
+        k,
+        len(shard_writer.seen),
+        expected.result(),
+        final=not pending,
+      )
+    expected = expected.result()
+  missing = set(range(expected)) - shard_writer.seen
   if missing:
     for element in raw:
       index = int(element['index'])

@@ -2,15 +2,14 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 from helpers import REPO
 from helpers import TINY_GIN
 from helpers import TINY_SPEC
 from helpers import run_train
+from helpers import sigkill_when
 from helpers import write_with_corrupt_image
 import numpy as np
 from official.vision.dataloaders import tf_example_decoder
@@ -195,16 +194,13 @@ def test_killed_export_resumes_with_every_image_once(teacher_dir, tmp_path):
     '--batch_size=2',
   ]
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
-  process = subprocess.Popen(
-    args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+  sigkill_when(
+    args,
+    lambda: tf.io.gfile.glob(os.path.join(out, 'pseudo-*.tfrecord.json')),
+    env,
+    'export',
+    timeout=300,
   )
-  deadline = time.time() + 300
-  while not tf.io.gfile.glob(os.path.join(out, 'pseudo-*.tfrecord.json')):
-    assert process.poll() is None, 'export ended before it was killed'
-    assert time.time() < deadline
-    time.sleep(0.1)
-  process.send_signal(signal.SIGKILL)
-  process.wait()
   finished = len(tf.io.gfile.glob(os.path.join(out, '*.tfrecord.json')))
   assert 1 <= finished < 12
   result = subprocess.run(
