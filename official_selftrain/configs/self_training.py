@@ -31,6 +31,7 @@ def self_training_experiment(
   alpha: float = 1.0,
   ema_decay: float = ln.EMA_DECAY,
   loss_normalization: bool = True,
+  policy: Optional[str] = None,
 ) -> experiment_lib.Experiment:
   """The student of one self-training round.
 
@@ -52,11 +53,17 @@ def self_training_experiment(
     alpha: weight of the pseudo loss (the paper searched 0.25..4).
     ema_decay: decay of the loss EMAs (0.9997).
     loss_normalization: Loss Normalization, or the plain L_h + a * L_p.
+    policy: augmentation of the student's human and pseudo halves, and so of
+      the control's batches ('S1'..'S4'); None: the teacher's
+      `detection_experiment.policy` (the paper's recipe). A stronger policy
+      than the teacher's is Noisy Student's noised student.
 
   Returns:
     An Experiment whose task is a `SelfTrainingTaskConfig`.
   """
   overrides = {'train_steps': train_steps}
+  if policy is not None:
+    overrides['policy'] = policy
   if init_from_teacher:
     if not teacher_dir:
       raise ValueError(

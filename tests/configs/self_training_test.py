@@ -63,6 +63,27 @@ def test_larger_student_from_random_init_by_gin_scope():
   assert student.task.init_checkpoint is None
 
 
+def test_student_policy_reaches_student_and_control_not_teacher():
+  pipeline, student = build(
+    [
+      "detection_experiment.policy = 'S1'",
+      "self_training_experiment.policy = 'S4'",
+    ]
+  )
+  teacher_parser = pipeline.teacher.config.task.train_data.parser
+  assert teacher_parser.aug_type is None
+  assert teacher_parser.aug_scale_max == 1.2
+  for config in (
+    student,
+    self_training.supervised_control(
+      pipeline.student(teacher_dir='/t', pseudo_label_pattern='/p/*'), 32
+    ).config,
+  ):
+    parser = config.task.train_data.parser
+    assert parser.aug_type.type == 'randaug'
+    assert (parser.aug_scale_min, parser.aug_scale_max) == (0.5, 2.0)
+
+
 def test_init_from_teacher_needs_teacher_dir():
   train.parse_gin(['shapes_selftrain.gin'], [])
   pipeline = experiment_lib.build()
