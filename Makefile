@@ -1,9 +1,10 @@
-# make demo: set up .venv, generate the embedded data, run the main job.
+# make demo: set up .venv, generate the embedded data, run the main job
+# (one self-training round: teacher, pseudo labels, student, fair control).
 # make test: same set-up, then the test suite.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-MODEL_DIR ?= runs/shapes_s1
+MODEL_DIR ?= runs/shapes_selftrain
 
 .PHONY: install data demo test test-fast lint format clean
 
@@ -16,10 +17,10 @@ $(VENV)/.installed: setup.py
 	touch $@
 
 data: install
-	$(PY) tools/create_shapes_tfrecords.py --gin_file=shapes_s1.gin
+	$(PY) tools/create_shapes_tfrecords.py --gin_file=shapes_selftrain.gin
 
 demo: data
-	$(PY) -m official_selftrain.train --gin_file=shapes_s1.gin --model_dir=$(MODEL_DIR)
+	$(PY) -m official_selftrain.train --gin_file=shapes_selftrain.gin --model_dir=$(MODEL_DIR)
 
 test: install
 	$(PY) -m pytest -q tests
