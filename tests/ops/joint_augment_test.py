@@ -1,0 +1,147 @@
+"""Augment-S4 on image, boxes and label map together: boxes follow objects."""
+
+import numpy as np
+from official.vision.ops import augment
+import pytest
+import tensorflow as tf
+
+from official_selftrain.data import shapes
+from official_selftrain.ops import joint_augment
+
+
+def _scene(index):
+  scene = shapes.det_scene(0, 'train', index)
+  ids = np.zeros(scene.image.shape[:2], np.uint8)
+  for k, mask in enumerate(scene.masks):
+    ids[mask > 0] = k + 1  # visible masks do not overlap
+  return scene, ids
+
+
+def _extent(label_map, k):
+  ys, xs = np.nonzero(label_map == k)
+  if len(ys) == 0:
+    return None
+  return np.array([ys.min(), xs.min(), ys.max() + 1, xs.max() + 1], float)
+
+
+def _iou(a, b):
+  inter = np.prod(
+    np.clip(np.minimum(a[2:], b[2:]) - np.maximum(a[:2], b[:2]), 0, None)
+  )
+  union = np.prod(a[2:] - a[:2]) + np.prod(b[2:] - b[:2]) - inter
+  return inter / union
+
+
+def test_model_garden_translate_reflects_instead_of_filling():
+  # Why this module exists: Model Garden's box-aware translate moves the box
+  # out of frame but the pixels come back mirrored (fill_mode 'reflect').
+  image = np.zeros((100, 100, 3), np.uint8)
+  image[40:60, 40:60] = 200
+  out, box = augment.translate_bbox(
+    tf.constant(image), tf.constant([[0.4, 0.4, 0.6, 0.6]]), 70, [0] * 3, True
+  )
+  xs = np.nonzero(out.numpy()[..., 0] > 100)[1]
+  assert box.numpy()[0, 3] <= 0.06  # the box went to the left border
+  assert xs.min() >= 60  # the pixels did not
+
+
+# Corner-mapped boxes of rotated / sheared objects are loose by construction
+# (they contain the object); translated ones are tight.
+FLOORS = {
+  'Rotate': 0.3,
+  'ShearX': 0.45,
+  'ShearY': 0.45,
+  'TranslateX': 0.6,
+  'TranslateY': 0.6,
+}
+
+
+@pytest.mark.parametrize('name', joint_augment.GEOMETRIC)
+def test_boxes_follow_objects_under_every_geometric_op(name):
+  tf.random.set_seed(1)
+  aug = joint_augment.JointRandAugment(translate_const=40)
+  checked = 0
+  for index in range(8):
+    scene, ids = _scene(index)
+    size = scene.image.shape[0]
+    _, boxes, keep, label_map = aug._apply(  # pylint: disable=protected-access
+      name,
+      tf.constant(scene.image),
+      tf.constant(scene.boxes / size, tf.float32),
+      tf.ones([len(scene.boxes)], tf.bool),
+      tf.constant(ids),
+      0,
+    )
+    boxes, keep, label_map = (
+      boxes.numpy() * size,
+      keep.numpy(),
+      label_map.numpy(),
+    )
+    for k in range(len(boxes)):
+      extent = _extent(label_map, k + 1)
+      if not keep[k]:
+        visible = 0 if extent is None else (label_map == k + 1).sum()
+        assert visible <= 0.3 * scene.masks[k].sum()  # dropped: mostly gone
+        continue
+      assert extent is not None, f'{name}: kept box {k} has no pixels left'
+      # The object lies inside its box (1 px of nearest-neighbour slack) ...
+      assert np.all(extent[:2] >= boxes[k, :2] - 1.0)
+      assert np.all(extent[2:] <= boxes[k, 2:] + 1.0)
+      # ... and, unless the frame cut both, the box is not much larger.
+      if boxes[k].min() > 0.5 and boxes[k].max() < size - 0.5:
+        assert _iou(boxes[k], extent) >= FLOORS[name], (name, index, k)
+        checked += 1
+  assert checked >= 15
+
+
+def test_colour_ops_leave_the_label_map_and_boxes_alone():
+  scene, ids = _scene(0)
+  aug = joint_augment.JointRandAugment()
+  boxes = tf.constant(scene.boxes / scene.image.shape[0], tf.float32)
+  for name in ('Equalize', 'Color', 'Solarize', 'Cutout', 'Posterize'):
+    image, out_boxes, keep, label_map = aug._apply(  # pylint: disable=protected-access
+      name,
+      tf.constant(scene.image),
+      boxes,
+      tf.ones([len(scene.boxes)], tf.bool),
+      tf.constant(ids),
+      255,
+    )
+    np.testing.assert_array_equal(label_map.numpy(), ids)
+    np.testing.assert_array_equal(out_boxes.numpy(), boxes.numpy())
+    assert keep.numpy().all()
+
+
+def test_uncovered_label_map_takes_the_fill():
+  scene, ids = _scene(0)
+  aug = joint_augment.JointRandAugment(translate_const=40)
+  _, _, _, label_map = aug._apply(  # pylint: disable=protected-access
+    'TranslateX',
+    tf.constant(scene.image),
+    tf.zeros([0, 4]),
+    tf.ones([0], tf.bool),
+    tf.constant(ids),
+    255,
+  )
+  label_map = label_map.numpy()
+  # A 40 px shift one way or the other: one 40-column band is all fill.
+  left, right = label_map[:, :40], label_map[:, -40:]
+  assert (left == 255).all() or (right == 255).all()
+  assert (label_map == 255).sum() == 40 * label_map.shape[0]
+
+
+def test_fixed_seed_gives_the_same_output():
+  scene, ids = _scene(3)
+  aug = joint_augment.JointRandAugment(num_layers=3)
+  outs = []
+  for _ in range(2):
+    tf.random.set_seed(7)
+    outs.append(
+      aug(
+        tf.constant(scene.image),
+        tf.constant(scene.boxes / 128.0, tf.float32),
+        tf.constant(ids),
+      )
+    )
+  for a, b in zip(outs[0], outs[1]):
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
