@@ -23,6 +23,8 @@ from typing import Optional
 from typing import Tuple
 
 from official.vision.ops import augment
+from official.vision.ops import box_ops
+from official.vision.ops import preprocess_ops
 import tensorflow as tf
 
 GEOMETRIC = ('Rotate', 'ShearX', 'ShearY', 'TranslateX', 'TranslateY')
@@ -185,3 +187,61 @@ class JointRandAugment:
         default=lambda s=state: tuple(tf.identity(t) for t in s),
       )
     return image, boxes, keep, (label_map if has_map else None)
+
+
+def flip_and_jitter(
+  image: tf.Tensor,
+  boxes: tf.Tensor,
+  keep: tf.Tensor,
+  label_map: tf.Tensor,
+  output_size: Tuple[int, int],
+  scale_min: float,
+  scale_max: float,
+  mask_fill: int = 255,
+  hflip: bool = True,
+  min_visible: float = 0.25,
+):
+  """FlipCrop of Table 1 on image, boxes and label map (Model Garden's ops).
+
+  Random horizontal flip, then resize to a random scale of `output_size`
+  (aspect kept) and random crop / pad to it. Model Garden clips boxes the crop
+  cuts and keeps them however little is left; here a box with less than
+  `min_visible` of its area in the crop is dropped (`keep` False). The label
+  map is resampled nearest-neighbour and its padding takes `mask_fill`.
+
+  Returns:
+    (image uint8 [h, w, 3], boxes normalised to the output, keep, label_map).
+  """
+  label_map = tf.cast(label_map, tf.int32)[..., None]
+  if hflip:
+    image, boxes, label_map = preprocess_ops.random_horizontal_flip(
+      image, normalized_boxes=boxes, masks=label_map
+    )
+  input_size = tf.shape(image)[:2]
+  image, info = preprocess_ops.resize_and_crop_image(
+    image,
+    output_size,
+    output_size,
+    aug_scale_min=scale_min,
+    aug_scale_max=scale_max,
+  )
+  scale, offset = info[2], info[3]
+  pixels = box_ops.denormalize_boxes(boxes, input_size)
+  full = pixels * tf.tile(scale, [2])[None] - tf.tile(offset, [2])[None]
+  clipped = preprocess_ops.resize_and_crop_boxes(
+    pixels, scale, output_size, offset
+  )
+  keep = keep & _visible(full, clipped, min_visible)
+  # Model Garden pads masks with 0: shift by one so padding is told apart.
+  shifted = tf.cast(label_map + 1, tf.float32)[None]
+  shifted = preprocess_ops.resize_and_crop_masks(
+    shifted, scale, output_size, offset
+  )[0, ..., 0]
+  label_map = tf.where(shifted > 0, shifted - 1, float(mask_fill))
+  boxes = box_ops.normalize_boxes(clipped, output_size)
+  return (
+    tf.cast(tf.clip_by_value(image, 0, 255), tf.uint8),
+    boxes,
+    keep,
+    tf.cast(label_map, tf.uint8),
+  )

@@ -145,3 +145,58 @@ def test_fixed_seed_gives_the_same_output():
     )
   for a, b in zip(outs[0], outs[1]):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_flip_and_jitter_drops_boxes_the_crop_cuts_off():
+  tf.random.set_seed(3)
+  checked = dropped = 0
+  for index in range(8):
+    scene, ids = _scene(index)
+    size = scene.image.shape[0]
+    image, boxes, keep, label_map = joint_augment.flip_and_jitter(
+      tf.constant(scene.image),
+      tf.constant(scene.boxes / size, tf.float32),
+      tf.ones([len(scene.boxes)], tf.bool),
+      tf.constant(ids),
+      (size, size),
+      0.5,
+      2.0,
+      mask_fill=0,
+    )
+    assert image.shape == (size, size, 3) and image.dtype == tf.uint8
+    boxes, keep, label_map = (
+      boxes.numpy() * size,
+      keep.numpy(),
+      label_map.numpy(),
+    )
+    for k in range(len(boxes)):
+      extent = _extent(label_map, k + 1)
+      if not keep[k]:
+        dropped += 1
+        continue
+      assert extent is not None, (index, k)
+      assert np.all(extent[:2] >= boxes[k, :2] - 1.0)
+      assert np.all(extent[2:] <= boxes[k, 2:] + 1.0)
+      if boxes[k].min() > 0.5 and boxes[k].max() < size - 0.5:
+        assert _iou(boxes[k], extent) >= 0.6, (index, k)
+        checked += 1
+  assert checked >= 10 and dropped >= 1
+
+
+def test_jitter_padding_takes_the_ignore_label():
+  scene, ids = _scene(0)
+  size = scene.image.shape[0]
+  _, _, _, label_map = joint_augment.flip_and_jitter(
+    tf.constant(scene.image),
+    tf.zeros([0, 4]),
+    tf.ones([0], tf.bool),
+    tf.constant(scene.semantic),
+    (size, size),
+    0.5,
+    0.5,
+  )
+  label_map = label_map.numpy()
+  # At half scale the image fills the top-left quarter; the rest is padding.
+  assert (label_map[size // 2 + 1 :, :] == 255).all()
+  assert (label_map[:, size // 2 + 1 :] == 255).all()
+  assert (label_map[: size // 2 - 1, : size // 2 - 1] != 255).all()
