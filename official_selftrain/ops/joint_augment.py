@@ -113,6 +113,99 @@ def _visible(full, clipped, min_visible):
   return _area(clipped) >= min_visible * tf.maximum(_area(full), 1e-12)
 
 
+def _translate_inside_boxes(image, boxes, label_map, prob, pixels, mask_fill):
+  """AutoAugment's TranslateY_Only_BBoxes: shifts the content of each box
+  (each with probability prob / 3, as Model Garden) vertically inside it, on
+  the image and the label map alike; what enters a box from outside it is
+  fill. Boxes stay where they are."""
+  height, width = tf.shape(image)[0], tf.shape(image)[1]
+  m = _affine('TranslateY', pixels, tf.cast(height, tf.float32), 0.0)
+  shifted_image = _warp(image, m, _GREY)
+  shifted_map = _warp(label_map, m, mask_fill)
+  ys = tf.cast(tf.range(height), tf.float32)[:, None] + 0.5
+  xs = tf.cast(tf.range(width), tf.float32)[None, :] + 0.5
+  h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+
+  def one_box(state, box):
+    image, label_map = state
+    region = (
+      (ys >= box[0] * h)
+      & (ys < box[2] * h)
+      & (xs >= box[1] * w)
+      & (xs < box[3] * w)
+    )
+    moved = _warp(tf.cast(region, tf.uint8), m, 0) > 0
+    apply = tf.random.uniform([]) < prob / 3.0
+    inside = region & moved & apply
+    vacated = region & ~moved & apply
+    image = tf.where(
+      inside[..., None],
+      shifted_image,
+      tf.where(vacated[..., None], tf.constant(_GREY, image.dtype), image),
+    )
+    label_map = tf.where(
+      inside,
+      shifted_map,
+      tf.where(vacated, tf.constant(mask_fill, label_map.dtype), label_map),
+    )
+    return image, label_map
+
+  return tf.foldl(one_box, boxes, initializer=(image, label_map))
+
+
+def _apply_op(
+  name,
+  level,
+  prob,
+  state,
+  mask_fill,
+  cutout_const,
+  translate_const,
+  min_visible,
+):
+  """One op of a policy on (image, boxes, keep, label_map).
+
+  `name` is an op of Model Garden's RandAugment / AutoAugment lists; its
+  `_BBox` geometric ops are done here with the plain op's pixel motion.
+  """
+  image, boxes, keep, label_map = state
+  base = name[: -len('_BBox')] if name.endswith('_BBox') else name
+  if base == 'TranslateY_Only_BBoxes':
+    (pixels,) = augment.level_to_arg(cutout_const, translate_const)[name](level)
+    image, label_map = _translate_inside_boxes(
+      image, boxes, label_map, prob, pixels, mask_fill
+    )
+    return image, boxes, keep, label_map
+  args = augment.level_to_arg(cutout_const, translate_const)[base](level)
+  if base in GEOMETRIC:
+    height = tf.cast(tf.shape(image)[0], tf.float32)
+    width = tf.cast(tf.shape(image)[1], tf.float32)
+    m = _affine(base, args[0], height, width)
+    boxes, visible = _map_boxes(boxes, m, height, width, min_visible)
+    return (
+      _warp(image, m, _GREY),
+      boxes,
+      keep & visible,
+      _warp(label_map, m, mask_fill),
+    )
+  if base in augment.PROB_FUNCS:
+    args = (prob,) + tuple(args)
+  if base in augment.REPLACE_FUNCS:
+    args = tuple(args) + ([_GREY] * 3,)
+  return augment.NAME_TO_FUNC[base](image, *args), boxes, keep, label_map
+
+
+def _prepare(image, boxes, label_map):
+  if label_map is None:
+    label_map = tf.zeros(tf.shape(image)[:2], tf.uint8)
+  return (
+    tf.cast(image, tf.uint8),
+    tf.cast(boxes, tf.float32),
+    tf.ones(tf.shape(boxes)[:1], tf.bool),
+    tf.cast(label_map, tf.uint8),
+  )
+
+
 class JointRandAugment:
   """Augment-S4's RandAugment for (image, boxes, label map)."""
 
@@ -132,26 +225,16 @@ class JointRandAugment:
     self.min_visible = min_visible
 
   def _apply(self, name, image, boxes, keep, label_map, mask_fill):
-    args = augment.level_to_arg(self.cutout_const, self.translate_const)[name](
-      self.magnitude
+    return _apply_op(
+      name,
+      self.magnitude,
+      tf.random.uniform([], 0.2, 0.8),
+      (image, boxes, keep, label_map),
+      mask_fill,
+      self.cutout_const,
+      self.translate_const,
+      self.min_visible,
     )
-    if name in GEOMETRIC:
-      height = tf.cast(tf.shape(image)[0], tf.float32)
-      width = tf.cast(tf.shape(image)[1], tf.float32)
-      m = _affine(name, args[0], height, width)
-      boxes, visible = _map_boxes(boxes, m, height, width, self.min_visible)
-      return (
-        _warp(image, m, _GREY),
-        boxes,
-        keep & visible,
-        _warp(label_map, m, mask_fill),
-      )
-    prob = tf.random.uniform([], 0.2, 0.8)
-    if name in augment.PROB_FUNCS:
-      args = (prob,) + tuple(args)
-    if name in augment.REPLACE_FUNCS:
-      args = tuple(args) + ([_GREY] * 3,)
-    return augment.NAME_TO_FUNC[name](image, *args), boxes, keep, label_map
 
   def __call__(
     self,
@@ -168,24 +251,78 @@ class JointRandAugment:
       was given.
     """
     has_map = label_map is not None
-    if not has_map:
-      label_map = tf.zeros(tf.shape(image)[:2], tf.uint8)
-    image = tf.cast(image, tf.uint8)
-    label_map = tf.cast(label_map, tf.uint8)
-    boxes = tf.cast(boxes, tf.float32)
-    keep = tf.ones(tf.shape(boxes)[:1], tf.bool)
+    state = _prepare(image, boxes, label_map)
     for _ in range(self.num_layers):
       selected = tf.random.uniform([], maxval=len(self.ops) + 1, dtype=tf.int32)
-      state = (image, boxes, keep, label_map)
       branches = [
         lambda name=name, s=state: self._apply(name, *s, mask_fill)
         for name in self.ops
       ]
-      image, boxes, keep, label_map = tf.switch_case(
+      state = tf.switch_case(
         selected,
         branches,
         default=lambda s=state: tuple(tf.identity(t) for t in s),
       )
+    image, boxes, keep, label_map = state
+    return image, boxes, keep, (label_map if has_map else None)
+
+
+class JointAutoAugment:
+  """Augment-S2/S3's detection AutoAugment for (image, boxes, label map).
+
+  Model Garden's sub-policies (`detection_v0` by default): one is drawn per
+  image and its ops applied in turn, each with its own probability.
+  """
+
+  def __init__(
+    self,
+    augmentation_name: str = 'detection_v0',
+    cutout_const: float = 100.0,
+    translate_const: float = 250.0,
+    min_visible: float = 0.25,
+  ):
+    self.policies = augment.AutoAugment(augmentation_name).policies
+    self.cutout_const = cutout_const
+    self.translate_const = translate_const
+    self.min_visible = min_visible
+
+  def _sub_policy(self, policy, state, mask_fill):
+    for name, prob, level in policy:
+      state = tf.cond(
+        tf.random.uniform([]) < prob,
+        lambda s=state, n=name, p=prob, v=level: _apply_op(
+          n,
+          float(v),
+          p,
+          s,
+          mask_fill,
+          self.cutout_const,
+          self.translate_const,
+          self.min_visible,
+        ),
+        lambda s=state: tuple(tf.identity(t) for t in s),
+      )
+    return state
+
+  def __call__(
+    self,
+    image: tf.Tensor,
+    boxes: tf.Tensor,
+    label_map: Optional[tf.Tensor] = None,
+    mask_fill: int = 255,
+  ) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor, Optional[tf.Tensor]]:
+    """As JointRandAugment.__call__."""
+    has_map = label_map is not None
+    state = _prepare(image, boxes, label_map)
+    selected = tf.random.uniform([], maxval=len(self.policies), dtype=tf.int32)
+    state = tf.switch_case(
+      selected,
+      [
+        lambda p=policy, s=state: self._sub_policy(p, s, mask_fill)
+        for policy in self.policies
+      ],
+    )
+    image, boxes, keep, label_map = state
     return image, boxes, keep, (label_map if has_map else None)
 
 

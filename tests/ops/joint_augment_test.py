@@ -200,3 +200,56 @@ def test_jitter_padding_takes_the_ignore_label():
   assert (label_map[size // 2 + 1 :, :] == 255).all()
   assert (label_map[:, size // 2 + 1 :] == 255).all()
   assert (label_map[: size // 2 - 1, : size // 2 - 1] != 255).all()
+
+
+@pytest.mark.parametrize(
+  'name', list(joint_augment.GEOMETRIC) + ['TranslateY_Only_BBoxes']
+)
+def test_label_map_moves_exactly_as_the_image(name):
+  # The image is the label map itself: any misalignment shows as a mismatch.
+  tf.random.set_seed(5)
+  scene, ids = _scene(2)
+  image = tf.constant(np.repeat(ids[..., None] * 30, 3, -1))
+  boxes = tf.constant(scene.boxes / scene.image.shape[0], tf.float32)
+  keep = tf.ones([len(scene.boxes)], tf.bool)
+  out_image, _, _, label_map = joint_augment._apply_op(  # pylint: disable=protected-access
+    name,
+    10.0,
+    3.0,
+    (image, boxes, keep, tf.constant(ids * 30)),
+    128,
+    40,
+    40,
+    0.25,
+  )
+  np.testing.assert_array_equal(out_image.numpy()[..., 0], label_map.numpy())
+  assert not np.array_equal(label_map.numpy(), ids * 30)  # something moved
+
+
+def test_auto_augment_kept_boxes_contain_their_objects():
+  tf.random.set_seed(11)
+  aug = joint_augment.JointAutoAugment(translate_const=50)
+  checked = 0
+  for index in range(6):
+    scene, ids = _scene(index)
+    size = scene.image.shape[0]
+    for _ in range(3):
+      _, boxes, keep, label_map = aug(
+        tf.constant(scene.image),
+        tf.constant(scene.boxes / size, tf.float32),
+        tf.constant(ids),
+        mask_fill=0,
+      )
+      boxes, keep, label_map = (
+        boxes.numpy() * size,
+        keep.numpy(),
+        label_map.numpy(),
+      )
+      for k in np.flatnonzero(keep):
+        extent = _extent(label_map, k + 1)
+        if extent is None:
+          continue  # its content left its box (TranslateY_Only_BBoxes)
+        assert np.all(extent[:2] >= boxes[k, :2] - 1.0), (index, k)
+        assert np.all(extent[2:] <= boxes[k, 2:] + 1.0), (index, k)
+        checked += 1
+  assert checked >= 30
