@@ -1,4 +1,7 @@
-"""RandAugment on an image, its boxes and a label map together (Augment-S4).
+"""Augment-S1..S4 on an image, its boxes and a label map together.
+
+`JointRandAugment` (S4), `JointAutoAugment` (detection AutoAugment, S2 / S3)
+and `flip_and_jitter` (FlipCrop, every policy). Not yet used by the parsers.
 
 Hand-written around Model Garden's ops (`official.vision.ops.augment`) because
 of two gaps measured there (tests/ops/joint_augment_test.py):
@@ -12,7 +15,7 @@ image (grey 128) and to the label map (`mask_fill`, nearest-neighbour); boxes
 are the extent of their mapped corners, and a box with less than
 `min_visible` of its mapped area left in the frame is dropped, not kept as a
 sliver. Colour ops and Cutout are Model Garden's, on the image only. The op
-list and magnitude-to-argument mapping are Model Garden's RandAugment's.
+lists, probabilities and magnitude-to-argument mappings are Model Garden's.
 
 A label map is an [H, W] uint8 map: semantic classes (fill 255, the ignore
 label) or ids of non-overlapping instance masks (fill 0).
