@@ -209,35 +209,28 @@ def _prepare(image, boxes, label_map):
   )
 
 
-class JointRandAugment:
-  """Augment-S4's RandAugment for (image, boxes, label map)."""
+class _JointPolicy:
+  """What both policies share: op constants, the call, the label-map option."""
 
-  def __init__(
-    self,
-    magnitude: float = 10.0,
-    num_layers: int = 2,
-    cutout_const: float = 40.0,
-    translate_const: float = 100.0,
-    min_visible: float = 0.25,
-  ):
-    self.ops = list(augment.RandAugment().available_ops)
-    self.magnitude = float(magnitude)
-    self.num_layers = num_layers
+  def __init__(self, cutout_const, translate_const, min_visible):
     self.cutout_const = cutout_const
     self.translate_const = translate_const
     self.min_visible = min_visible
 
-  def _apply(self, name, image, boxes, keep, label_map, mask_fill):
+  def _op(self, name, level, prob, state, mask_fill):
     return _apply_op(
       name,
-      self.magnitude,
-      tf.random.uniform([], 0.2, 0.8),
-      (image, boxes, keep, label_map),
+      level,
+      prob,
+      state,
       mask_fill,
       self.cutout_const,
       self.translate_const,
       self.min_visible,
     )
+
+  def _distort(self, state, mask_fill):
+    raise NotImplementedError
 
   def __call__(
     self,
@@ -253,8 +246,37 @@ class JointRandAugment:
       geometric ops pushed (nearly) out of the frame; label_map None if none
       was given.
     """
-    has_map = label_map is not None
     state = _prepare(image, boxes, label_map)
+    image, boxes, keep, out_map = self._distort(state, mask_fill)
+    return image, boxes, keep, (None if label_map is None else out_map)
+
+
+def _unchanged(state):
+  return tuple(tf.identity(t) for t in state)
+
+
+class JointRandAugment(_JointPolicy):
+  """Augment-S4's RandAugment for (image, boxes, label map)."""
+
+  def __init__(
+    self,
+    magnitude: float = 10.0,
+    num_layers: int = 2,
+    cutout_const: float = 40.0,
+    translate_const: float = 100.0,
+    min_visible: float = 0.25,
+  ):
+    super().__init__(cutout_const, translate_const, min_visible)
+    self.ops = list(augment.RandAugment().available_ops)
+    self.magnitude = float(magnitude)
+    self.num_layers = num_layers
+
+  def _apply(self, name, image, boxes, keep, label_map, mask_fill):
+    prob = tf.random.uniform([], 0.2, 0.8)
+    state = (image, boxes, keep, label_map)
+    return self._op(name, self.magnitude, prob, state, mask_fill)
+
+  def _distort(self, state, mask_fill):
     for _ in range(self.num_layers):
       selected = tf.random.uniform([], maxval=len(self.ops) + 1, dtype=tf.int32)
       branches = [
@@ -262,15 +284,12 @@ class JointRandAugment:
         for name in self.ops
       ]
       state = tf.switch_case(
-        selected,
-        branches,
-        default=lambda s=state: tuple(tf.identity(t) for t in s),
+        selected, branches, default=lambda s=state: _unchanged(s)
       )
-    image, boxes, keep, label_map = state
-    return image, boxes, keep, (label_map if has_map else None)
+    return state
 
 
-class JointAutoAugment:
+class JointAutoAugment(_JointPolicy):
   """Augment-S2/S3's detection AutoAugment for (image, boxes, label map).
 
   Model Garden's sub-policies (`detection_v0` by default): one is drawn per
@@ -284,49 +303,29 @@ class JointAutoAugment:
     translate_const: float = 250.0,
     min_visible: float = 0.25,
   ):
+    super().__init__(cutout_const, translate_const, min_visible)
     self.policies = augment.AutoAugment(augmentation_name).policies
-    self.cutout_const = cutout_const
-    self.translate_const = translate_const
-    self.min_visible = min_visible
 
   def _sub_policy(self, policy, state, mask_fill):
     for name, prob, level in policy:
       state = tf.cond(
         tf.random.uniform([]) < prob,
-        lambda s=state, n=name, p=prob, v=level: _apply_op(
-          n,
-          float(v),
-          p,
-          s,
-          mask_fill,
-          self.cutout_const,
-          self.translate_const,
-          self.min_visible,
+        lambda s=state, n=name, p=prob, v=level: self._op(
+          n, float(v), p, s, mask_fill
         ),
-        lambda s=state: tuple(tf.identity(t) for t in s),
+        lambda s=state: _unchanged(s),
       )
     return state
 
-  def __call__(
-    self,
-    image: tf.Tensor,
-    boxes: tf.Tensor,
-    label_map: Optional[tf.Tensor] = None,
-    mask_fill: int = 255,
-  ) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor, Optional[tf.Tensor]]:
-    """As JointRandAugment.__call__."""
-    has_map = label_map is not None
-    state = _prepare(image, boxes, label_map)
+  def _distort(self, state, mask_fill):
     selected = tf.random.uniform([], maxval=len(self.policies), dtype=tf.int32)
-    state = tf.switch_case(
+    return tf.switch_case(
       selected,
       [
         lambda p=policy, s=state: self._sub_policy(p, s, mask_fill)
         for policy in self.policies
       ],
     )
-    image, boxes, keep, label_map = state
-    return image, boxes, keep, (label_map if has_map else None)
 
 
 def flip_and_jitter(

@@ -266,7 +266,7 @@ def export_pseudo_labels(
       output_dir,
     )
   progress = _Progress(log_every_seconds)
-  if todo and int(pool.dataset().take(1).reduce(0, lambda n, _: n + 1)) == 0:
+  if todo and _count(pool.dataset().take(1)) == 0:
     raise sources.EmptyPoolError(
       f'The unlabelled pool {pool.describe()} has no image.'
     )

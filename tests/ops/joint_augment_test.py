@@ -32,6 +32,22 @@ def _iou(a, b):
   return inter / union
 
 
+def _in_pixels(boxes, keep, label_map, size):
+  return boxes.numpy() * size, keep.numpy(), label_map.numpy()
+
+
+def _check_box(box, extent, size, floor, where):
+  """The object lies inside its box (1 px of nearest-neighbour slack) and,
+  unless the frame cut both, the box is not much larger (IoU >= floor; None:
+  not checked). Returns whether the IoU was checked."""
+  assert np.all(extent[:2] >= box[:2] - 1.0), where
+  assert np.all(extent[2:] <= box[2:] + 1.0), where
+  if floor is None or not (box.min() > 0.5 and box.max() < size - 0.5):
+    return False
+  assert _iou(box, extent) >= floor, where
+  return True
+
+
 def test_model_garden_translate_reflects_instead_of_filling():
   # Why this module exists: Model Garden's box-aware translate moves the box
   # out of frame but the pixels come back mirrored (fill_mode 'reflect').
@@ -72,11 +88,7 @@ def test_boxes_follow_objects_under_every_geometric_op(name):
       tf.constant(ids),
       0,
     )
-    boxes, keep, label_map = (
-      boxes.numpy() * size,
-      keep.numpy(),
-      label_map.numpy(),
-    )
+    boxes, keep, label_map = _in_pixels(boxes, keep, label_map, size)
     for k in range(len(boxes)):
       extent = _extent(label_map, k + 1)
       if not keep[k]:
@@ -84,13 +96,9 @@ def test_boxes_follow_objects_under_every_geometric_op(name):
         assert visible <= 0.3 * scene.masks[k].sum()  # dropped: mostly gone
         continue
       assert extent is not None, f'{name}: kept box {k} has no pixels left'
-      # The object lies inside its box (1 px of nearest-neighbour slack) ...
-      assert np.all(extent[:2] >= boxes[k, :2] - 1.0)
-      assert np.all(extent[2:] <= boxes[k, 2:] + 1.0)
-      # ... and, unless the frame cut both, the box is not much larger.
-      if boxes[k].min() > 0.5 and boxes[k].max() < size - 0.5:
-        assert _iou(boxes[k], extent) >= FLOORS[name], (name, index, k)
-        checked += 1
+      checked += _check_box(
+        boxes[k], extent, size, FLOORS[name], (name, index, k)
+      )
   assert checked >= 15
 
 
@@ -164,22 +172,14 @@ def test_flip_and_jitter_drops_boxes_the_crop_cuts_off():
       mask_fill=0,
     )
     assert image.shape == (size, size, 3) and image.dtype == tf.uint8
-    boxes, keep, label_map = (
-      boxes.numpy() * size,
-      keep.numpy(),
-      label_map.numpy(),
-    )
+    boxes, keep, label_map = _in_pixels(boxes, keep, label_map, size)
     for k in range(len(boxes)):
       extent = _extent(label_map, k + 1)
       if not keep[k]:
         dropped += 1
         continue
       assert extent is not None, (index, k)
-      assert np.all(extent[:2] >= boxes[k, :2] - 1.0)
-      assert np.all(extent[2:] <= boxes[k, 2:] + 1.0)
-      if boxes[k].min() > 0.5 and boxes[k].max() < size - 0.5:
-        assert _iou(boxes[k], extent) >= 0.6, (index, k)
-        checked += 1
+      checked += _check_box(boxes[k], extent, size, 0.6, (index, k))
   assert checked >= 10 and dropped >= 1
 
 
@@ -240,16 +240,11 @@ def test_auto_augment_kept_boxes_contain_their_objects():
         tf.constant(ids),
         mask_fill=0,
       )
-      boxes, keep, label_map = (
-        boxes.numpy() * size,
-        keep.numpy(),
-        label_map.numpy(),
-      )
+      boxes, keep, label_map = _in_pixels(boxes, keep, label_map, size)
       for k in np.flatnonzero(keep):
         extent = _extent(label_map, k + 1)
         if extent is None:
           continue  # its content left its box (TranslateY_Only_BBoxes)
-        assert np.all(extent[:2] >= boxes[k, :2] - 1.0), (index, k)
-        assert np.all(extent[2:] <= boxes[k, 2:] + 1.0), (index, k)
+        _check_box(boxes[k], extent, size, None, (index, k))
         checked += 1
   assert checked >= 30
