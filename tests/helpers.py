@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import tensorflow as tf
 
 from official_selftrain.data import embedded
@@ -67,3 +68,12 @@ def write_with_corrupt_image(path, count, bad_index):
         feature = example.features.feature['image/encoded'].bytes_list
         feature.value[0] = feature.value[0][:40]  # a truncated JPEG
       writer.write(example.SerializeToString())
+
+
+def scene_with_ids(index, split='train'):
+  """A Shapes-Det scene and its instance-id map (object k has id k + 1)."""
+  scene = shapes.det_scene(0, split, index)
+  ids = np.zeros(scene.image.shape[:2], np.uint8)
+  for k, mask in enumerate(scene.masks):
+    ids[mask > 0] = k + 1  # visible masks do not overlap
+  return scene, ids

@@ -2,6 +2,17 @@ r"""Side-by-side speed measurements, written as JSON (ratios are what count).
 
   python tools/benchmark.py --what=export --teacher_dir=runs/shapes_s1 \
       --num_images=2000 --output=benchmark_export.json
+  python tools/benchmark.py --what=augment --image_size=640 \
+      --num_images=400 --output=docs/benchmark_augment.json
+
+`augment`: the training input pipeline (Model Garden's decoder, then the
+  parser, `tf.data` parallel map over all cores, batches of 8) under each of
+  Augment-S1..S4, with our RetinaNet parser (`data.parsers`) and with Model
+  Garden's `retinanet_input.Parser` given the same settings (flip, jitter,
+  AutoAugment / RandAugment with the same constants; at 640 px images the
+  reference-size scaling is 1), on the same generated Shapes-Det scenes.
+  Reports images/s of each and ours / Model Garden's (target >= 0.95). Timed
+  passes alternate between the two; the best of `--repeats` counts.
 
 `export`: on the same images of a Shapes-Det pool, in one process,
   - forward: the teacher's backbone + FPN + heads, no post-processing;
@@ -20,15 +31,21 @@ import time
 
 from absl import app
 from absl import flags
+from official.vision.dataloaders import retinanet_input
+from official.vision.dataloaders import tf_example_decoder
 import tensorflow as tf
 
 from official_selftrain.data import embedded
+from official_selftrain.data import parsers
 from official_selftrain.data import shapes
+from official_selftrain.ops import augment_policies
 from official_selftrain.pseudo_labels import export
 from official_selftrain.pseudo_labels import sources
 from official_selftrain.pseudo_labels import teacher as teacher_lib
 
-flags.DEFINE_enum('what', 'export', ['export'], 'What to measure.')
+flags.DEFINE_enum('what', 'export', ['export', 'augment'], 'What to measure.')
+flags.DEFINE_integer('image_size', 640, 'Scene size for --what=augment.')
+flags.DEFINE_list('policies', ['S1', 'S2', 'S3', 'S4'], 'For --what=augment.')
 flags.DEFINE_string('teacher_dir', None, 'model_dir of a trained detector.')
 flags.DEFINE_integer('num_images', 2000, 'Pool size.')
 flags.DEFINE_integer('batch_size', 32, 'Images per teacher call.')
@@ -118,11 +135,74 @@ def benchmark_export(teacher_dir, num_images, batch_size, repeats):
     shutil.rmtree(work, ignore_errors=True)
 
 
+def _parsers(name, image_size):
+  """(ours, Model Garden's) RetinaNet parsers with policy `name`."""
+  policy = augment_policies.augment_policy(name)
+  anchors = ([image_size, image_size], 3, 7, 3, [0.5, 1.0, 2.0], 4.0)
+  return (
+    parsers.RetinaNetParser(*anchors, **policy.parser_kwargs()),
+    retinanet_input.Parser(*anchors, **policy.parser_kwargs(model_garden=True)),
+  )
+
+
+def benchmark_augment(image_size, num_images, repeats, policies, scenes=64):
+  """images/s of the input pipeline per policy, ours vs Model Garden's."""
+  spec = shapes.SceneSpec(image_size=image_size)
+  records = [
+    embedded.scene_to_tf_example(
+      shapes.det_scene(0, 'train', i, spec), str(i), with_masks=False
+    ).SerializeToString()
+    for i in range(scenes)
+  ]
+  decode = tf_example_decoder.TfExampleDecoder().decode
+
+  def run(parser):
+    data = (
+      tf.data.Dataset.from_tensor_slices(records)
+      .repeat()
+      .take(num_images)
+      .map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+      .map(parser.parse_fn(True), num_parallel_calls=tf.data.AUTOTUNE)
+      .batch(8)
+      .prefetch(2)
+    )
+    for _ in data:
+      pass
+
+  results = {}
+  for name in policies:
+    ours, garden = _parsers(name, image_size)
+    run(ours)  # warm-up: traces the parse functions
+    run(garden)
+    best = {'ours': float('inf'), 'model_garden': float('inf')}
+    for _ in range(repeats):
+      for key, parser in (('model_garden', garden), ('ours', ours)):
+        best[key] = min(best[key], _time(lambda p=parser: run(p), 1))
+    rates = {k: num_images / v for k, v in best.items()}
+    rates['ours_over_model_garden'] = rates['ours'] / rates['model_garden']
+    results[name] = rates
+    print(name, json.dumps(rates), flush=True)
+  return {
+    'what': 'augment',
+    'image_size': image_size,
+    'num_images': num_images,
+    'scenes': scenes,
+    'repeats': repeats,
+    'images_per_second': results,
+    'cpu_count': os.cpu_count(),
+  }
+
+
 def main(argv):
   del argv
-  result = benchmark_export(
-    FLAGS.teacher_dir, FLAGS.num_images, FLAGS.batch_size, FLAGS.repeats
-  )
+  if FLAGS.what == 'augment':
+    result = benchmark_augment(
+      FLAGS.image_size, FLAGS.num_images, FLAGS.repeats, FLAGS.policies
+    )
+  else:
+    result = benchmark_export(
+      FLAGS.teacher_dir, FLAGS.num_images, FLAGS.batch_size, FLAGS.repeats
+    )
   text = json.dumps(result, indent=1)
   print(text)
   if FLAGS.output:

@@ -221,7 +221,7 @@ def detection_experiment(
     preparation step.
   """
   policy_config = augment_policies.augment_policy(name=policy)
-  train_data = retinanet_cfg.DataConfig(
+  train_data = detection.DetectionDataConfig(
     input_path=data.train_pattern,
     is_training=True,
     global_batch_size=train_batch_size,
@@ -229,7 +229,7 @@ def detection_experiment(
     shuffle_buffer_size=shuffle_buffer_size,
   )
   policy_config.apply_to(train_data.parser)
-  validation_data = retinanet_cfg.DataConfig(
+  validation_data = detection.DetectionDataConfig(
     input_path=data.val_pattern,
     is_training=False,
     drop_remainder=False,

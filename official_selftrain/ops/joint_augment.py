@@ -1,7 +1,10 @@
 """Augment-S1..S4 on an image, its boxes and a label map together.
 
 `JointRandAugment` (S4), `JointAutoAugment` (detection AutoAugment, S2 / S3)
-and `flip_and_jitter` (FlipCrop, every policy). Not yet used by the parsers.
+and `flip_and_jitter` (FlipCrop, every policy). The parsers
+(`official_selftrain.data.parsers`) run them inside Model Garden's RetinaNet
+and segmentation parsers; `flip_and_jitter` shows the same steps on one image
+for the pictures (`tools/visualize.py --augment`).
 
 Hand-written around Model Garden's ops (`official.vision.ops.augment`) because
 of two gaps measured there (tests/ops/joint_augment_test.py):
@@ -19,10 +22,17 @@ lists, probabilities and magnitude-to-argument mappings are Model Garden's.
 
 A label map is an [H, W] uint8 map: semantic classes (fill 255, the ignore
 label) or ids of non-overlapping instance masks (fill 0).
+
+Pixel constants (translate and cutout sizes) are Model Garden's, which are
+meant for COCO images (about 640 px on the long side); with `reference_size`
+set, they scale with each image's long side / reference_size, so a 128 px
+Shapes image moves as far, relative to its size, as a 640 px COCO image
+(Model Garden would move it 250 px, i.e. out of frame).
 """
 
 import math
 from typing import Optional
+from typing import Sequence
 from typing import Tuple
 
 from official.vision.ops import augment
@@ -120,52 +130,65 @@ def _translate_inside_boxes(image, boxes, label_map, prob, pixels, mask_fill):
   """AutoAugment's TranslateY_Only_BBoxes: shifts the content of each box
   (each with probability prob / 3, as Model Garden) vertically inside it, on
   the image and the label map alike; what enters a box from outside it is
-  fill. Boxes stay where they are."""
+  fill. Boxes stay where they are. mask_fill None: no label map."""
   height, width = tf.shape(image)[0], tf.shape(image)[1]
   m = _affine('TranslateY', pixels, tf.cast(height, tf.float32), 0.0)
   shifted_image = _warp(image, m, _GREY)
-  shifted_map = _warp(label_map, m, mask_fill)
-  ys = tf.cast(tf.range(height), tf.float32)[:, None] + 0.5
-  xs = tf.cast(tf.range(width), tf.float32)[None, :] + 0.5
+  if mask_fill is not None:
+    shifted_map = _warp(label_map, m, mask_fill)
+  rows = tf.cast(tf.range(height), tf.float32)
+  # Row i of the shifted image came from row round(i + pixels) (nearest).
+  source_rows = tf.round(rows + tf.cast(pixels, tf.float32))
   h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+  xs = tf.cast(tf.range(width), tf.float32) + 0.5
+
+  def rows_in(box, row):
+    return (row + 0.5 >= box[0] * h) & (row + 0.5 < box[2] * h)
 
   def one_box(state, box):
     image, label_map = state
-    region = (
-      (ys >= box[0] * h)
-      & (ys < box[2] * h)
-      & (xs >= box[1] * w)
-      & (xs < box[3] * w)
-    )
-    moved = _warp(tf.cast(region, tf.uint8), m, 0) > 0
     apply = tf.random.uniform([]) < prob / 3.0
-    inside = region & moved & apply
-    vacated = region & ~moved & apply
+    in_rows = rows_in(box, rows) & apply
+    from_inside = rows_in(box, source_rows)
+    in_cols = (xs >= box[1] * w) & (xs < box[3] * w)
+    inside = (in_rows & from_inside)[:, None] & in_cols[None, :]
+    vacated = (in_rows & ~from_inside)[:, None] & in_cols[None, :]
     image = tf.where(
       inside[..., None],
       shifted_image,
       tf.where(vacated[..., None], tf.constant(_GREY, image.dtype), image),
     )
-    label_map = tf.where(
-      inside,
-      shifted_map,
-      tf.where(vacated, tf.constant(mask_fill, label_map.dtype), label_map),
-    )
+    if mask_fill is not None:
+      label_map = tf.where(
+        inside,
+        shifted_map,
+        tf.where(vacated, tf.constant(mask_fill, label_map.dtype), label_map),
+      )
     return image, label_map
 
   return tf.foldl(one_box, boxes, initializer=(image, label_map))
 
 
-def _apply_op(
-  name,
-  level,
-  prob,
-  state,
-  mask_fill,
-  cutout_const,
-  translate_const,
-  min_visible,
-):
+def _pixel_scale(image, reference_size):
+  if reference_size is None:
+    return tf.ones([])
+  size = tf.cast(tf.reduce_max(tf.shape(image)[:2]), tf.float32)
+  return size / float(reference_size)
+
+
+def _op_args(name, level, image, cutout_const, translate_const, reference):
+  """Model Garden's arguments for op `name` at `level`, pixel sizes scaled."""
+  args = augment.level_to_arg(cutout_const, translate_const)[name](level)
+  base = name[: -len('_BBox')] if name.endswith('_BBox') else name
+  if base in ('TranslateX', 'TranslateY', 'TranslateY_Only_BBoxes'):
+    return (args[0] * _pixel_scale(image, reference),)
+  if base == 'Cutout':
+    pad = tf.cast(args[0], tf.float32) * _pixel_scale(image, reference)
+    return (tf.maximum(tf.cast(tf.round(pad), tf.int32), 1),)
+  return args
+
+
+def _apply_op(name, level, prob, state, mask_fill, policy):
   """One op of a policy on (image, boxes, keep, label_map).
 
   `name` is an op of Model Garden's RandAugment / AutoAugment lists; its
@@ -173,24 +196,28 @@ def _apply_op(
   """
   image, boxes, keep, label_map = state
   base = name[: -len('_BBox')] if name.endswith('_BBox') else name
+  args = _op_args(
+    name,
+    level,
+    image,
+    policy.cutout_const,
+    policy.translate_const,
+    policy.reference_size,
+  )
+  min_visible = policy.min_visible
   if base == 'TranslateY_Only_BBoxes':
-    (pixels,) = augment.level_to_arg(cutout_const, translate_const)[name](level)
     image, label_map = _translate_inside_boxes(
-      image, boxes, label_map, prob, pixels, mask_fill
+      image, boxes, label_map, prob, args[0], mask_fill
     )
     return image, boxes, keep, label_map
-  args = augment.level_to_arg(cutout_const, translate_const)[base](level)
   if base in GEOMETRIC:
     height = tf.cast(tf.shape(image)[0], tf.float32)
     width = tf.cast(tf.shape(image)[1], tf.float32)
     m = _affine(base, args[0], height, width)
     boxes, visible = _map_boxes(boxes, m, height, width, min_visible)
-    return (
-      _warp(image, m, _GREY),
-      boxes,
-      keep & visible,
-      _warp(label_map, m, mask_fill),
-    )
+    if mask_fill is not None:
+      label_map = _warp(label_map, m, mask_fill)
+    return _warp(image, m, _GREY), boxes, keep & visible, label_map
   if base in augment.PROB_FUNCS:
     args = (prob,) + tuple(args)
   if base in augment.REPLACE_FUNCS:
@@ -200,7 +227,8 @@ def _apply_op(
 
 def _prepare(image, boxes, label_map):
   if label_map is None:
-    label_map = tf.zeros(tf.shape(image)[:2], tf.uint8)
+    # A placeholder the ops leave alone (they get mask_fill None).
+    label_map = tf.zeros([1, 1], tf.uint8)
   return (
     tf.cast(image, tf.uint8),
     tf.cast(boxes, tf.float32),
@@ -212,22 +240,14 @@ def _prepare(image, boxes, label_map):
 class _JointPolicy:
   """What both policies share: op constants, the call, the label-map option."""
 
-  def __init__(self, cutout_const, translate_const, min_visible):
+  def __init__(self, cutout_const, translate_const, min_visible, reference):
     self.cutout_const = cutout_const
     self.translate_const = translate_const
     self.min_visible = min_visible
+    self.reference_size = reference
 
   def _op(self, name, level, prob, state, mask_fill):
-    return _apply_op(
-      name,
-      level,
-      prob,
-      state,
-      mask_fill,
-      self.cutout_const,
-      self.translate_const,
-      self.min_visible,
-    )
+    return _apply_op(name, level, prob, state, mask_fill, self)
 
   def _distort(self, state, mask_fill):
     raise NotImplementedError
@@ -247,8 +267,16 @@ class _JointPolicy:
       was given.
     """
     state = _prepare(image, boxes, label_map)
+    if label_map is None:
+      mask_fill = None  # detection only: no map to move
     image, boxes, keep, out_map = self._distort(state, mask_fill)
     return image, boxes, keep, (None if label_map is None else out_map)
+
+  def distort_with_boxes(self, image, boxes):
+    """Model Garden's augmenter interface (`retinanet_input.Parser`): boxes
+    pushed out of the frame come back all zero, which its parser drops."""
+    image, boxes, keep, _ = self(image, boxes)
+    return image, tf.where(keep[:, None], boxes, 0.0)
 
 
 def _unchanged(state):
@@ -256,7 +284,12 @@ def _unchanged(state):
 
 
 class JointRandAugment(_JointPolicy):
-  """Augment-S4's RandAugment for (image, boxes, label map)."""
+  """Augment-S4's RandAugment for (image, boxes, label map).
+
+  Model Garden's op list (less `exclude_ops`), one op drawn per layer among
+  them and identity, each applied with probability U(0.2, 0.8); with
+  `prob_to_apply`, a layer is kept with that probability (as Model Garden).
+  """
 
   def __init__(
     self,
@@ -265,11 +298,17 @@ class JointRandAugment(_JointPolicy):
     cutout_const: float = 40.0,
     translate_const: float = 100.0,
     min_visible: float = 0.25,
+    reference_size: Optional[float] = None,
+    exclude_ops: Optional[Sequence[str]] = None,
+    prob_to_apply: Optional[float] = None,
   ):
-    super().__init__(cutout_const, translate_const, min_visible)
-    self.ops = list(augment.RandAugment().available_ops)
+    super().__init__(cutout_const, translate_const, min_visible, reference_size)
+    self.ops = list(
+      augment.RandAugment(exclude_ops=list(exclude_ops or [])).available_ops
+    )
     self.magnitude = float(magnitude)
     self.num_layers = num_layers
+    self.prob_to_apply = prob_to_apply
 
   def _apply(self, name, image, boxes, keep, label_map, mask_fill):
     prob = tf.random.uniform([], 0.2, 0.8)
@@ -283,9 +322,16 @@ class JointRandAugment(_JointPolicy):
         lambda name=name, s=state: self._apply(name, *s, mask_fill)
         for name in self.ops
       ]
-      state = tf.switch_case(
+      new_state = tf.switch_case(
         selected, branches, default=lambda s=state: _unchanged(s)
       )
+      if self.prob_to_apply is not None:
+        new_state = tf.cond(
+          tf.random.uniform([]) < self.prob_to_apply,
+          lambda s=new_state: _unchanged(s),
+          lambda s=state: _unchanged(s),
+        )
+      state = new_state
     return state
 
 
@@ -302,8 +348,9 @@ class JointAutoAugment(_JointPolicy):
     cutout_const: float = 100.0,
     translate_const: float = 250.0,
     min_visible: float = 0.25,
+    reference_size: Optional[float] = None,
   ):
-    super().__init__(cutout_const, translate_const, min_visible)
+    super().__init__(cutout_const, translate_const, min_visible, reference_size)
     self.policies = augment.AutoAugment(augmentation_name).policies
 
   def _sub_policy(self, policy, state, mask_fill):
@@ -328,6 +375,26 @@ class JointAutoAugment(_JointPolicy):
     )
 
 
+def crop_boxes(boxes: tf.Tensor, image_info: tf.Tensor, min_visible: float):
+  """Pixel boxes through a jitter resize + crop, with the sliver rule.
+
+  Args:
+    boxes: [N, 4] pixel boxes of the input image.
+    image_info: Model Garden's from `resize_and_crop_image`.
+    min_visible: boxes with less of their area left in the crop are dropped.
+
+  Returns:
+    (boxes clipped to the crop as Model Garden's `resize_and_crop_boxes`,
+     [N] bool: which keep >= min_visible of their area).
+  """
+  scale, offset = image_info[2], image_info[3]
+  full = boxes * tf.tile(scale, [2])[None] - tf.tile(offset, [2])[None]
+  clipped = preprocess_ops.resize_and_crop_boxes(
+    boxes, scale, image_info[1], offset
+  )
+  return clipped, _visible(full, clipped, min_visible)
+
+
 def flip_and_jitter(
   image: tf.Tensor,
   boxes: tf.Tensor,
@@ -339,6 +406,7 @@ def flip_and_jitter(
   mask_fill: int = 255,
   hflip: bool = True,
   min_visible: float = 0.25,
+  image_fill: Sequence[float] = (0.0, 0.0, 0.0),
 ):
   """FlipCrop of Table 1 on image, boxes and label map (Model Garden's ops).
 
@@ -346,7 +414,9 @@ def flip_and_jitter(
   (aspect kept) and random crop / pad to it. Model Garden clips boxes the crop
   cuts and keeps them however little is left; here a box with less than
   `min_visible` of its area in the crop is dropped (`keep` False). The label
-  map is resampled nearest-neighbour and its padding takes `mask_fill`.
+  map is resampled nearest-neighbour and its padding takes `mask_fill`; the
+  image's padding takes `image_fill` (the RetinaNet parser pads the
+  normalised image with 0, i.e. `preprocess_ops.MEAN_RGB`).
 
   Returns:
     (image uint8 [h, w, 3], boxes normalised to the output, keep, label_map).
@@ -357,20 +427,19 @@ def flip_and_jitter(
       image, normalized_boxes=boxes, masks=label_map
     )
   input_size = tf.shape(image)[:2]
+  fill = tf.constant(image_fill, tf.float32)
   image, info = preprocess_ops.resize_and_crop_image(
-    image,
+    tf.cast(image, tf.float32) - fill,
     output_size,
     output_size,
     aug_scale_min=scale_min,
     aug_scale_max=scale_max,
   )
   scale, offset = info[2], info[3]
-  pixels = box_ops.denormalize_boxes(boxes, input_size)
-  full = pixels * tf.tile(scale, [2])[None] - tf.tile(offset, [2])[None]
-  clipped = preprocess_ops.resize_and_crop_boxes(
-    pixels, scale, output_size, offset
+  clipped, visible = crop_boxes(
+    box_ops.denormalize_boxes(boxes, input_size), info, min_visible
   )
-  keep = keep & _visible(full, clipped, min_visible)
+  keep = keep & visible
   # Model Garden pads masks with 0: shift by one so padding is told apart.
   shifted = tf.cast(label_map + 1, tf.float32)[None]
   shifted = preprocess_ops.resize_and_crop_masks(
@@ -379,7 +448,7 @@ def flip_and_jitter(
   label_map = tf.where(shifted > 0, shifted - 1, float(mask_fill))
   boxes = box_ops.normalize_boxes(clipped, output_size)
   return (
-    tf.cast(tf.clip_by_value(image, 0, 255), tf.uint8),
+    tf.cast(tf.clip_by_value(tf.round(image + fill), 0, 255), tf.uint8),
     boxes,
     keep,
     tf.cast(label_map, tf.uint8),

@@ -1,4 +1,4 @@
-"""Supervised RetinaNet detection: Model Garden's task with two changes.
+"""Supervised RetinaNet detection: Model Garden's task with three changes.
 
 1. The focal and box losses are normalised by the number of positive anchors
    summed over *all* replicas (Model Garden normalises per replica), so a step
@@ -8,7 +8,11 @@
    (`skip_corrupt_records`), after a scan that names and counts them
    (`official_selftrain.data.record_check`).
 
-Everything else (model, parser, anchors, COCO evaluation) is Model Garden's.
+3. Its parser is `data.parsers.RetinaNetParser`: Model Garden's, with the
+   Augment-S2..S4 step done jointly on image and boxes and boxes cut to
+   slivers dropped (`min_visible`).
+
+Everything else (model, anchors, COCO evaluation) is Model Garden's.
 """
 
 import dataclasses
@@ -21,7 +25,6 @@ from official.core import task_factory
 from official.vision.configs import retinanet as retinanet_cfg
 from official.vision.dataloaders import input_reader
 from official.vision.dataloaders import input_reader_factory
-from official.vision.dataloaders import retinanet_input
 from official.vision.dataloaders import tf_example_decoder
 from official.vision.losses import focal_loss
 from official.vision.losses import loss_utils
@@ -29,7 +32,27 @@ from official.vision.tasks import retinanet
 import tensorflow as tf
 import tf_keras
 
+from official_selftrain.data import parsers
 from official_selftrain.data import record_check
+
+
+@dataclasses.dataclass
+class ParserConfig(retinanet_cfg.Parser):
+  """Model Garden's RetinaNet parser config, plus the policy's two rules.
+
+  Attributes:
+    min_visible: boxes left with less of their area in frame are dropped.
+    augment_reference_size: image long side the policy's pixel constants are
+      meant for (None: use them as pixels); see `augment_policies`.
+  """
+
+  min_visible: float = 0.25
+  augment_reference_size: Optional[float] = 640
+
+
+@dataclasses.dataclass
+class DetectionDataConfig(retinanet_cfg.DataConfig):
+  parser: ParserConfig = dataclasses.field(default_factory=ParserConfig)
 
 
 @dataclasses.dataclass
@@ -42,6 +65,12 @@ class DetectionTaskConfig(retinanet_cfg.RetinaNetTask):
     corrupt_records_cache_dir: where the scan result is kept ('' = no cache).
   """
 
+  train_data: DetectionDataConfig = dataclasses.field(
+    default_factory=lambda: DetectionDataConfig(is_training=True)
+  )
+  validation_data: DetectionDataConfig = dataclasses.field(
+    default_factory=lambda: DetectionDataConfig(is_training=False)
+  )
   skip_corrupt_records: bool = False
   corrupt_records_cache_dir: str = ''
 
@@ -98,10 +127,10 @@ def skipping_dataset_fn(bad_records):
 class DetectionTask(retinanet.RetinaNetTask):
   """RetinaNet on human labels (the teacher, and the supervised baselines)."""
 
-  def build_parser(self, params: retinanet_cfg.DataConfig):
-    """Model Garden's RetinaNet parser with this task's anchors and policy."""
+  def build_parser(self, params: DetectionDataConfig):
+    """The RetinaNet parser with this task's anchors and policy."""
     model = self.task_config.model
-    return retinanet_input.Parser(
+    return parsers.RetinaNetParser(
       output_size=model.input_size[:2],
       min_level=model.min_level,
       max_level=model.max_level,
@@ -121,6 +150,8 @@ class DetectionTask(retinanet.RetinaNetTask):
       max_num_instances=params.parser.max_num_instances,
       pad=params.parser.pad,
       keep_aspect_ratio=params.parser.keep_aspect_ratio,
+      min_visible=params.parser.min_visible,
+      augment_reference_size=params.parser.augment_reference_size,
     )
 
   def build_dataset_fn(self, params: retinanet_cfg.DataConfig):

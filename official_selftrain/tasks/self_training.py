@@ -16,7 +16,6 @@ from typing import Tuple
 
 from official.core import task_factory
 from official.vision.configs import common
-from official.vision.configs import retinanet as retinanet_cfg
 from official.vision.dataloaders import input_reader
 from official.vision.dataloaders import tf_example_decoder
 import tensorflow as tf
@@ -29,7 +28,7 @@ SCORE_KEY = 'image/object/score'
 
 
 @dataclasses.dataclass
-class SelfTrainingDataConfig(retinanet_cfg.DataConfig):
+class SelfTrainingDataConfig(detection.DetectionDataConfig):
   """Train data: human-labelled input_path plus the pseudo-labelled set."""
 
   pseudo_label_data: common.PseudoLabelDataConfig = dataclasses.field(

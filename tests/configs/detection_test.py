@@ -6,6 +6,9 @@ import pytest
 from official_selftrain import config_files
 from official_selftrain import train
 from official_selftrain.configs import experiment as experiment_lib
+from official_selftrain.data import parsers
+from official_selftrain.ops import joint_augment
+from official_selftrain.tasks import detection as detection_task
 
 
 @pytest.fixture(autouse=True)
@@ -82,3 +85,30 @@ def test_print_config_describes_bindings_and_model_garden_config():
   )
   assert "detection_experiment.policy = 'S4'" in text
   assert 'model_id: b7' in text
+
+
+def test_policy_bindings_reach_the_parser():
+  """augment_policy bindings set the parser config, and the task's parser
+  runs the policy jointly (data.parsers) with those settings."""
+  config = build(
+    'shapes_s1.gin',
+    params=[
+      "detection_experiment.policy = 'S4'",
+      'augment_policy.randaugment_magnitude = 15',
+      'augment_policy.randaugment_layers = 3',
+      'augment_policy.min_visible = 0.5',
+      'augment_policy.scale_jitter = (0.6, 1.6)',
+    ],
+  )
+  parser_config = config.task.train_data.parser
+  assert parser_config.aug_type.randaug.magnitude == 15
+  assert parser_config.min_visible == 0.5
+  parser = detection_task.DetectionTask(config.task).build_parser(
+    config.task.train_data
+  )
+  assert isinstance(parser, parsers.RetinaNetParser)
+  augmenter = parser._augmenter  # pylint: disable=protected-access
+  assert isinstance(augmenter, joint_augment.JointRandAugment)
+  assert (augmenter.magnitude, augmenter.num_layers) == (15.0, 3)
+  assert augmenter.min_visible == 0.5
+  assert parser._aug_scale_min == 0.6  # pylint: disable=protected-access

@@ -1,20 +1,12 @@
 """Augment-S4 on image, boxes and label map together: boxes follow objects."""
 
+from helpers import scene_with_ids
 import numpy as np
 from official.vision.ops import augment
 import pytest
 import tensorflow as tf
 
-from official_selftrain.data import shapes
 from official_selftrain.ops import joint_augment
-
-
-def _scene(index):
-  scene = shapes.det_scene(0, 'train', index)
-  ids = np.zeros(scene.image.shape[:2], np.uint8)
-  for k, mask in enumerate(scene.masks):
-    ids[mask > 0] = k + 1  # visible masks do not overlap
-  return scene, ids
 
 
 def _extent(label_map, k):
@@ -78,7 +70,7 @@ def test_boxes_follow_objects_under_every_geometric_op(name):
   aug = joint_augment.JointRandAugment(translate_const=40)
   checked = 0
   for index in range(8):
-    scene, ids = _scene(index)
+    scene, ids = scene_with_ids(index)
     size = scene.image.shape[0]
     _, boxes, keep, label_map = aug._apply(  # pylint: disable=protected-access
       name,
@@ -103,7 +95,7 @@ def test_boxes_follow_objects_under_every_geometric_op(name):
 
 
 def test_colour_ops_leave_the_label_map_and_boxes_alone():
-  scene, ids = _scene(0)
+  scene, ids = scene_with_ids(0)
   aug = joint_augment.JointRandAugment()
   boxes = tf.constant(scene.boxes / scene.image.shape[0], tf.float32)
   for name in ('Equalize', 'Color', 'Solarize', 'Cutout', 'Posterize'):
@@ -121,7 +113,7 @@ def test_colour_ops_leave_the_label_map_and_boxes_alone():
 
 
 def test_uncovered_label_map_takes_the_fill():
-  scene, ids = _scene(0)
+  scene, ids = scene_with_ids(0)
   aug = joint_augment.JointRandAugment(translate_const=40)
   _, _, _, label_map = aug._apply(  # pylint: disable=protected-access
     'TranslateX',
@@ -139,7 +131,7 @@ def test_uncovered_label_map_takes_the_fill():
 
 
 def test_fixed_seed_gives_the_same_output():
-  scene, ids = _scene(3)
+  scene, ids = scene_with_ids(3)
   aug = joint_augment.JointRandAugment(num_layers=3)
   outs = []
   for _ in range(2):
@@ -159,7 +151,7 @@ def test_flip_and_jitter_drops_boxes_the_crop_cuts_off():
   tf.random.set_seed(3)
   checked = dropped = 0
   for index in range(8):
-    scene, ids = _scene(index)
+    scene, ids = scene_with_ids(index)
     size = scene.image.shape[0]
     image, boxes, keep, label_map = joint_augment.flip_and_jitter(
       tf.constant(scene.image),
@@ -184,7 +176,7 @@ def test_flip_and_jitter_drops_boxes_the_crop_cuts_off():
 
 
 def test_jitter_padding_takes_the_ignore_label():
-  scene, ids = _scene(0)
+  scene, ids = scene_with_ids(0)
   size = scene.image.shape[0]
   _, _, _, label_map = joint_augment.flip_and_jitter(
     tf.constant(scene.image),
@@ -208,19 +200,13 @@ def test_jitter_padding_takes_the_ignore_label():
 def test_label_map_moves_exactly_as_the_image(name):
   # The image is the label map itself: any misalignment shows as a mismatch.
   tf.random.set_seed(5)
-  scene, ids = _scene(2)
+  scene, ids = scene_with_ids(2)
   image = tf.constant(np.repeat(ids[..., None] * 30, 3, -1))
   boxes = tf.constant(scene.boxes / scene.image.shape[0], tf.float32)
   keep = tf.ones([len(scene.boxes)], tf.bool)
-  out_image, _, _, label_map = joint_augment._apply_op(  # pylint: disable=protected-access
-    name,
-    10.0,
-    3.0,
-    (image, boxes, keep, tf.constant(ids * 30)),
-    128,
-    40,
-    40,
-    0.25,
+  policy = joint_augment.JointRandAugment(cutout_const=40, translate_const=40)
+  out_image, _, _, label_map = policy._op(  # pylint: disable=protected-access
+    name, 10.0, 3.0, (image, boxes, keep, tf.constant(ids * 30)), 128
   )
   np.testing.assert_array_equal(out_image.numpy()[..., 0], label_map.numpy())
   assert not np.array_equal(label_map.numpy(), ids * 30)  # something moved
@@ -231,7 +217,7 @@ def test_auto_augment_kept_boxes_contain_their_objects():
   aug = joint_augment.JointAutoAugment(translate_const=50)
   checked = 0
   for index in range(6):
-    scene, ids = _scene(index)
+    scene, ids = scene_with_ids(index)
     size = scene.image.shape[0]
     for _ in range(3):
       _, boxes, keep, label_map = aug(
@@ -248,3 +234,22 @@ def test_auto_augment_kept_boxes_contain_their_objects():
         _check_box(boxes[k], extent, size, None, (index, k))
         checked += 1
   assert checked >= 30
+
+
+@pytest.mark.parametrize('reference, pixels', [(640, 10), (None, 50)])
+def test_pixel_constants_scale_with_the_image(reference, pixels):
+  """translate_const 50 at a 640 px reference moves a 128 px image 10 px
+  at level 10 (as 50 px would move a 640 px one); without one, 50 px."""
+  tf.random.set_seed(0)
+  image = np.zeros([128, 128, 3], np.uint8)
+  image[60:68, 60:68] = 255
+  policy = joint_augment.JointRandAugment(
+    translate_const=50, reference_size=reference
+  )
+  state = joint_augment._prepare(  # pylint: disable=protected-access
+    tf.constant(image), tf.zeros([0, 4]), None
+  )
+  out = policy._op('TranslateX', 10.0, 1.0, state, 255)[0].numpy()  # pylint: disable=protected-access
+  xs = np.nonzero(out[..., 0] == 255)[1]
+  shift = (xs.min() - 60) if len(xs) else None
+  assert shift is not None and abs(shift) == pixels
