@@ -26,15 +26,13 @@ from typing import Tuple
 
 import gin
 from official.vision.configs import common
-from official.vision.ops import augment
+
+from official_selftrain.ops import joint_augment
 
 POLICIES = ('S1', 'S2', 'S3', 'S4', 'none')
-# Detection AutoAugment versions Model Garden ships (`augment.AutoAugment`).
-AUTOAUGMENT_VERSIONS = tuple(
-  name[len('detection_') :]
-  for name in augment.AutoAugment().available_policies
-  if name.startswith('detection_')
-)
+# Detection AutoAugment versions: v0 (Model Garden's), v1-v3 (ours, the
+# released policies with the box-only ops Model Garden lacks).
+AUTOAUGMENT_VERSIONS = joint_augment.DETECTION_VERSIONS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,8 +86,9 @@ def augment_policy(
   Args:
     name: 'S1', 'S2', 'S3', 'S4', or 'none' (no augmentation, e.g. for eval).
     scale_jitter: (min, max) scale; None takes the policy's own.
-    autoaugment_version: detection AutoAugment policy for S2/S3 ('v0', the
-      one the paper assumes and the one Model Garden ships as 'detection_v0').
+    autoaugment_version: detection AutoAugment policy for S2/S3: 'v0' (the
+      one the paper assumes; Model Garden's 'detection_v0'), or 'v1', 'v2',
+      'v3' (the other released detection policies).
     randaugment_magnitude: S4 magnitude (10; the paper uses 15 for ResNet-101).
     randaugment_layers: S4 layers N (not stated in the paper; 2 is usual).
     translate_const: translate pixels at level 10 (None: Model Garden's
@@ -114,8 +113,7 @@ def augment_policy(
     if autoaugment_version not in AUTOAUGMENT_VERSIONS:
       raise ValueError(
         f'augment_policy.autoaugment_version={autoaugment_version!r} is not '
-        f'one of {AUTOAUGMENT_VERSIONS} (the detection policies Model Garden '
-        'ships).'
+        f'one of {AUTOAUGMENT_VERSIONS}.'
       )
     aug_type = common.Augmentation(
       type='autoaug',

@@ -19,6 +19,9 @@ are the extent of their mapped corners, and a box with less than
 `min_visible` of its mapped area left in the frame is dropped, not kept as a
 sliver. Colour ops and Cutout are Model Garden's, on the image only. The op
 lists, probabilities and magnitude-to-argument mappings are Model Garden's.
+Model Garden ships one detection AutoAugment policy (v0); the released v1-v3
+(`DETECTION_POLICIES`) need box-only ops it lacks (the plain op applied inside
+each box, and BBox_Cutout), written here from their released definitions.
 
 A label map is an [H, W] uint8 map: semantic classes (fill 255, the ignore
 label) or ids of non-overlapping instance masks (fill 0).
@@ -126,47 +129,192 @@ def _visible(full, clipped, min_visible):
   return _area(clipped) >= min_visible * tf.maximum(_area(full), 1e-12)
 
 
-def _translate_inside_boxes(image, boxes, label_map, prob, pixels, mask_fill):
-  """AutoAugment's TranslateY_Only_BBoxes: shifts the content of each box
-  (each with probability prob / 3, as Model Garden) vertically inside it, on
-  the image and the label map alike; what enters a box from outside it is
-  fill. Boxes stay where they are. mask_fill None: no label map."""
-  height, width = tf.shape(image)[0], tf.shape(image)[1]
-  m = _affine('TranslateY', pixels, tf.cast(height, tf.float32), 0.0)
-  shifted_image = _warp(image, m, _GREY)
-  if mask_fill is not None:
-    shifted_map = _warp(label_map, m, mask_fill)
-  rows = tf.cast(tf.range(height), tf.float32)
-  # Row i of the shifted image came from row round(i + pixels) (nearest).
-  source_rows = tf.round(rows + tf.cast(pixels, tf.float32))
-  h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
-  xs = tf.cast(tf.range(width), tf.float32) + 0.5
+# Box-only ops: the plain op applied to the pixels inside each box (each box
+# with probability prob / 3), boxes unchanged. Model Garden has only
+# TranslateY_Only_BBoxes; the others come with the detection AutoAugment
+# policies v1-v3 (Zoph et al. 2019), whose released code defines them so.
+ONLY_BBOXES_GEOMETRIC = {
+  'Rotate_Only_BBoxes': 'Rotate',
+  'ShearX_Only_BBoxes': 'ShearX',
+  'ShearY_Only_BBoxes': 'ShearY',
+  'TranslateX_Only_BBoxes': 'TranslateX',
+  'TranslateY_Only_BBoxes': 'TranslateY',
+  'Flip_Only_BBoxes': 'Flip',
+}
+ONLY_BBOXES_COLOUR = {
+  'Solarize_Only_BBoxes': 'Solarize',
+  'Equalize_Only_BBoxes': 'Equalize',
+  'Cutout_Only_BBoxes': 'Cutout',
+}
+_TRANSLATE_BBOX_CONST = 120.0  # px at level 10, as Model Garden / the paper
+_CUTOUT_BBOX_CONST = 50.0
+_BBOX_CUTOUT_MAX_PAD_FRACTION = 0.75
 
-  def rows_in(box, row):
-    return (row + 0.5 >= box[0] * h) & (row + 0.5 < box[2] * h)
+
+def _extra_level_to_arg(name, level):
+  """Arguments of the ops Model Garden lacks, with the released mappings."""
+  base = ONLY_BBOXES_GEOMETRIC.get(name) or ONLY_BBOXES_COLOUR.get(name)
+  if base == 'Rotate':
+    return augment._rotate_level_to_arg(level)  # pylint: disable=protected-access
+  if base in ('ShearX', 'ShearY'):
+    return augment._shear_level_to_arg(level)  # pylint: disable=protected-access
+  if base in ('TranslateX', 'TranslateY'):
+    return augment._translate_level_to_arg(level, _TRANSLATE_BBOX_CONST)  # pylint: disable=protected-access
+  if base == 'Solarize':
+    return (int(level / 10.0 * 256),)
+  if base == 'Cutout':
+    return (int(level / 10.0 * _CUTOUT_BBOX_CONST),)
+  if name == 'BBox_Cutout':
+    return (level / 10.0 * _BBOX_CUTOUT_MAX_PAD_FRACTION,)
+  return ()  # Flip, Equalize
+
+
+def _box_pixels(box, height, width):
+  """A normalised box as inclusive integer pixel ranges (y0, x0, y1, x1), as
+  the released box-only ops crop it."""
+  h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+  y0 = tf.clip_by_value(tf.cast(h * box[0], tf.int32), 0, height - 1)
+  x0 = tf.clip_by_value(tf.cast(w * box[1], tf.int32), 0, width - 1)
+  y1 = tf.clip_by_value(tf.cast(h * box[2], tf.int32), y0, height - 1)
+  x1 = tf.clip_by_value(tf.cast(w * box[3], tf.int32), x0, width - 1)
+  return y0, x0, y1, x1
+
+
+def _box_region(y0, x0, y1, x1, height, width):
+  rows, cols = tf.range(height), tf.range(width)
+  return ((rows >= y0) & (rows <= y1))[:, None] & ((cols >= x0) & (cols <= x1))[
+    None, :
+  ]
+
+
+def _crop_affine(base, arg, y0, x0, y1, x1):
+  """The plain op's map on the box crop (origin at its top-left), written in
+  image pixels: in = m_crop(out - origin) + origin."""
+  ch = tf.cast(y1 - y0 + 1, tf.float32)
+  cw = tf.cast(x1 - x0 + 1, tf.float32)
+  if base == 'Flip':
+    zero, one = tf.zeros([]), tf.ones([])
+    m = tf.stack([-one, zero, cw - 1.0, zero, one, zero])
+  else:
+    m = _affine(base, arg, ch, cw)
+  oy, ox = tf.cast(y0, tf.float32), tf.cast(x0, tf.float32)
+  a0, a1, a2, b0, b1, b2 = tf.unstack(m)
+  return tf.stack(
+    [a0, a1, a2 + ox - a0 * ox - a1 * oy, b0, b1, b2 + oy - b0 * ox - b1 * oy]
+  )
+
+
+def _blend_region(
+  image, label_map, region, moved, mask_fill, new_image, new_map
+):
+  """Inside region: new content where its source was in the region, fill
+  where it was not; elsewhere unchanged."""
+  inside, vacated = region & moved, region & ~moved
+  image = tf.where(
+    inside[..., None],
+    new_image,
+    tf.where(vacated[..., None], tf.constant(_GREY, image.dtype), image),
+  )
+  if mask_fill is not None:
+    label_map = tf.where(
+      inside,
+      new_map,
+      tf.where(vacated, tf.constant(mask_fill, label_map.dtype), label_map),
+    )
+  return image, label_map
+
+
+def _translated_from(base, arg, box_pixels, height, width):
+  """Which pixels a translation by `arg` fills from inside the box: the same
+  as resampling the box's region mask (nearest rounds half up), without
+  resampling a whole-image mask for each box."""
+  shift = tf.cast(arg, tf.float32)
+  dy, dx = (shift, 0.0) if base == 'TranslateY' else (0.0, shift)
+  rows = tf.floor(tf.cast(tf.range(height), tf.float32) + dy + 0.5)
+  cols = tf.floor(tf.cast(tf.range(width), tf.float32) + dx + 0.5)
+  y0, x0, y1, x1 = [tf.cast(v, tf.float32) for v in box_pixels]
+  return ((rows >= y0) & (rows <= y1))[:, None] & ((cols >= x0) & (cols <= x1))[
+    None, :
+  ]
+
+
+def _geometric_only_bboxes(base, arg, image, boxes, label_map, prob, mask_fill):
+  """Moves the content of each box inside it (Rotate, Shear, Translate, Flip
+  about the box crop as the released ops do), image and label map alike;
+  what would come from outside the box is fill."""
+  height, width = tf.shape(image)[0], tf.shape(image)[1]
+  translate = base in ('TranslateX', 'TranslateY')
+  if translate:  # the same motion for every box: resample once
+    m = _affine(base, arg, 0.0, 0.0)
+    shifted_image = _warp(image, m, _GREY)
+    shifted_map = (
+      _warp(label_map, m, mask_fill) if mask_fill is not None else None
+    )
 
   def one_box(state, box):
     image, label_map = state
-    apply = tf.random.uniform([]) < prob / 3.0
-    in_rows = rows_in(box, rows) & apply
-    from_inside = rows_in(box, source_rows)
-    in_cols = (xs >= box[1] * w) & (xs < box[3] * w)
-    inside = (in_rows & from_inside)[:, None] & in_cols[None, :]
-    vacated = (in_rows & ~from_inside)[:, None] & in_cols[None, :]
-    image = tf.where(
-      inside[..., None],
-      shifted_image,
-      tf.where(vacated[..., None], tf.constant(_GREY, image.dtype), image),
-    )
-    if mask_fill is not None:
-      label_map = tf.where(
-        inside,
-        shifted_map,
-        tf.where(vacated, tf.constant(mask_fill, label_map.dtype), label_map),
+    y0, x0, y1, x1 = _box_pixels(box, height, width)
+    region = _box_region(y0, x0, y1, x1, height, width)
+    region &= tf.random.uniform([]) < prob / 3.0
+    if translate:
+      new_image, new_map = shifted_image, shifted_map
+      moved = _translated_from(base, arg, (y0, x0, y1, x1), height, width)
+    else:
+      m_box = _crop_affine(base, arg, y0, x0, y1, x1)
+      new_image = _warp(image, m_box, _GREY)
+      new_map = (
+        _warp(label_map, m_box, mask_fill) if mask_fill is not None else None
       )
-    return image, label_map
+      moved = _warp(tf.cast(region, tf.uint8), m_box, 0) > 0
+    return _blend_region(
+      image, label_map, region, moved, mask_fill, new_image, new_map
+    )
 
   return tf.foldl(one_box, boxes, initializer=(image, label_map))
+
+
+def _colour_only_bboxes(base, args, image, boxes, prob):
+  """Solarize, Equalize or Cutout on the crop of each box (Equalize's
+  histogram and Cutout's square are the crop's own); the label map stays."""
+  height, width = tf.shape(image)[0], tf.shape(image)[1]
+  if base == 'Cutout':
+    args = tuple(args) + (_GREY,)
+
+  def one_box(image, box):
+    y0, x0, y1, x1 = _box_pixels(box, height, width)
+    crop = image[y0 : y1 + 1, x0 : x1 + 1]
+    done = augment.NAME_TO_FUNC[base](crop, *args)
+    done = tf.pad(done, [[y0, height - 1 - y1], [x0, width - 1 - x1], [0, 0]])
+    region = _box_region(y0, x0, y1, x1, height, width)
+    region &= tf.random.uniform([]) < prob / 3.0
+    return tf.where(region[..., None], done, image)
+
+  return tf.foldl(one_box, boxes, initializer=image)
+
+
+def _bbox_cutout(image, boxes, pad_fraction):
+  """BBox_Cutout: a grey rectangle centred in one random box, its half-sizes
+  pad_fraction x half the box's (the released op, with its default grey)."""
+  height, width = tf.shape(image)[0], tf.shape(image)[1]
+
+  def cut():
+    index = tf.random.uniform([], maxval=tf.shape(boxes)[0], dtype=tf.int32)
+    y0, x0, y1, x1 = _box_pixels(boxes[index], height, width)
+    half_h = tf.cast(
+      pad_fraction * tf.cast(y1 - y0 + 1, tf.float32) / 2, tf.int32
+    )
+    half_w = tf.cast(
+      pad_fraction * tf.cast(x1 - x0 + 1, tf.float32) / 2, tf.int32
+    )
+    cy = tf.random.uniform([], y0, y1 + 1, dtype=tf.int32)
+    cx = tf.random.uniform([], x0, x1 + 1, dtype=tf.int32)
+    rows, cols = tf.range(height), tf.range(width)
+    mask = ((rows >= cy - half_h) & (rows < cy + half_h))[:, None] & (
+      (cols >= cx - half_w) & (cols < cx + half_w)
+    )[None, :]
+    return tf.where(mask[..., None], tf.constant(_GREY, image.dtype), image)
+
+  return tf.cond(tf.shape(boxes)[0] > 0, cut, lambda: tf.identity(image))
 
 
 def _pixel_scale(image, reference_size):
@@ -178,9 +326,14 @@ def _pixel_scale(image, reference_size):
 
 def _op_args(name, level, image, cutout_const, translate_const, reference):
   """Model Garden's arguments for op `name` at `level`, pixel sizes scaled."""
-  args = augment.level_to_arg(cutout_const, translate_const)[name](level)
+  table = augment.level_to_arg(cutout_const, translate_const)
+  if name in table and name != 'TranslateY_Only_BBoxes':
+    args = table[name](level)
+  else:
+    args = _extra_level_to_arg(name, level)
   base = name[: -len('_BBox')] if name.endswith('_BBox') else name
-  if base in ('TranslateX', 'TranslateY', 'TranslateY_Only_BBoxes'):
+  base = ONLY_BBOXES_GEOMETRIC.get(base) or ONLY_BBOXES_COLOUR.get(base) or base
+  if base in ('TranslateX', 'TranslateY'):
     return (args[0] * _pixel_scale(image, reference),)
   if base == 'Cutout':
     pad = tf.cast(args[0], tf.float32) * _pixel_scale(image, reference)
@@ -205,11 +358,20 @@ def _apply_op(name, level, prob, state, mask_fill, policy):
     policy.reference_size,
   )
   min_visible = policy.min_visible
-  if base == 'TranslateY_Only_BBoxes':
-    image, label_map = _translate_inside_boxes(
-      image, boxes, label_map, prob, args[0], mask_fill
+  kept = tf.boolean_mask(boxes, keep)
+  if name in ONLY_BBOXES_GEOMETRIC:
+    arg = args[0] if args else None
+    image, label_map = _geometric_only_bboxes(
+      ONLY_BBOXES_GEOMETRIC[name], arg, image, kept, label_map, prob, mask_fill
     )
     return image, boxes, keep, label_map
+  if name in ONLY_BBOXES_COLOUR:
+    image = _colour_only_bboxes(
+      ONLY_BBOXES_COLOUR[name], args, image, kept, prob
+    )
+    return image, boxes, keep, label_map
+  if name == 'BBox_Cutout':
+    return _bbox_cutout(image, kept, args[0]), boxes, keep, label_map
   if base in GEOMETRIC:
     height = tf.cast(tf.shape(image)[0], tf.float32)
     width = tf.cast(tf.shape(image)[1], tf.float32)
@@ -335,11 +497,97 @@ class JointRandAugment(_JointPolicy):
     return state
 
 
+# The detection AutoAugment policies other than v0 (which Model Garden ships
+# as 'detection_v0'), as released with Zoph et al. 2019, "Learning Data
+# Augmentation Strategies for Object Detection": sub-policies of
+# (op, probability, level), one drawn per image.
+DETECTION_POLICIES = {
+  'detection_v1': [
+    [('TranslateX_BBox', 0.6, 4), ('Equalize', 0.8, 10)],
+    [('TranslateY_Only_BBoxes', 0.2, 2), ('Cutout', 0.8, 8)],
+    [('Sharpness', 0.0, 8), ('ShearX_BBox', 0.4, 0)],
+    [('ShearY_BBox', 1.0, 2), ('TranslateY_Only_BBoxes', 0.6, 6)],
+    [('Rotate_BBox', 0.6, 10), ('Color', 1.0, 6)],
+    [('Color', 0.0, 0), ('ShearX_Only_BBoxes', 0.8, 4)],
+    [('ShearY_Only_BBoxes', 0.8, 2), ('Flip_Only_BBoxes', 0.0, 10)],
+    [('Equalize', 0.6, 10), ('TranslateX_BBox', 0.2, 2)],
+    [('Color', 1.0, 10), ('TranslateY_Only_BBoxes', 0.4, 6)],
+    [('Rotate_BBox', 0.8, 10), ('Contrast', 0.0, 10)],
+    [('Cutout', 0.2, 2), ('Brightness', 0.8, 10)],
+    [('Color', 1.0, 6), ('Equalize', 1.0, 2)],
+    [('Cutout_Only_BBoxes', 0.4, 6), ('TranslateY_Only_BBoxes', 0.8, 2)],
+    [('Color', 0.2, 8), ('Rotate_BBox', 0.8, 10)],
+    [('Sharpness', 0.4, 4), ('TranslateY_Only_BBoxes', 0.0, 4)],
+    [('Sharpness', 1.0, 4), ('SolarizeAdd', 0.4, 4)],
+    [('Rotate_BBox', 1.0, 8), ('Sharpness', 0.2, 8)],
+    [('ShearY_BBox', 0.6, 10), ('Equalize_Only_BBoxes', 0.6, 8)],
+    [('ShearX_BBox', 0.2, 6), ('TranslateY_Only_BBoxes', 0.2, 10)],
+    [('SolarizeAdd', 0.6, 8), ('Brightness', 0.8, 10)],
+  ],
+  'detection_v2': [
+    [('Color', 0.0, 6), ('Cutout', 0.6, 8), ('Sharpness', 0.4, 8)],
+    [('Rotate_BBox', 0.4, 8), ('Sharpness', 0.4, 2), ('Rotate_BBox', 0.8, 10)],
+    [('TranslateY_BBox', 1.0, 8), ('AutoContrast', 0.8, 2)],
+    [
+      ('AutoContrast', 0.4, 6),
+      ('ShearX_BBox', 0.8, 8),
+      ('Brightness', 0.0, 10),
+    ],
+    [('SolarizeAdd', 0.2, 6), ('Contrast', 0.0, 10), ('AutoContrast', 0.6, 0)],
+    [('Cutout', 0.2, 0), ('Solarize', 0.8, 8), ('Color', 1.0, 4)],
+    [('TranslateY_BBox', 0.0, 4), ('Equalize', 0.6, 8), ('Solarize', 0.0, 10)],
+    [
+      ('TranslateY_BBox', 0.2, 2),
+      ('ShearY_BBox', 0.8, 8),
+      ('Rotate_BBox', 0.8, 8),
+    ],
+    [('Cutout', 0.8, 8), ('Brightness', 0.8, 8), ('Cutout', 0.2, 2)],
+    [('Color', 0.8, 4), ('TranslateY_BBox', 1.0, 6), ('Rotate_BBox', 0.6, 6)],
+    [('Rotate_BBox', 0.6, 10), ('BBox_Cutout', 1.0, 4), ('Cutout', 0.2, 8)],
+    [('Rotate_BBox', 0.0, 0), ('Equalize', 0.6, 6), ('ShearY_BBox', 0.6, 8)],
+    [('Brightness', 0.8, 8), ('AutoContrast', 0.4, 2), ('Brightness', 0.2, 2)],
+    [
+      ('TranslateY_BBox', 0.4, 8),
+      ('Solarize', 0.4, 6),
+      ('SolarizeAdd', 0.2, 10),
+    ],
+    [('Contrast', 1.0, 10), ('SolarizeAdd', 0.2, 8), ('Equalize', 0.2, 4)],
+  ],
+  'detection_v3': [
+    [('Posterize', 0.8, 2), ('TranslateX_BBox', 1.0, 8)],
+    [('BBox_Cutout', 0.2, 10), ('Sharpness', 1.0, 8)],
+    [('Rotate_BBox', 0.6, 8), ('Rotate_BBox', 0.8, 10)],
+    [('Equalize', 0.8, 10), ('AutoContrast', 0.2, 10)],
+    [('SolarizeAdd', 0.2, 2), ('TranslateY_BBox', 0.2, 8)],
+    [('Sharpness', 0.0, 2), ('Color', 0.4, 8)],
+    [('Equalize', 1.0, 8), ('TranslateY_BBox', 1.0, 8)],
+    [('Posterize', 0.6, 2), ('Rotate_BBox', 0.0, 10)],
+    [('AutoContrast', 0.6, 0), ('Rotate_BBox', 1.0, 6)],
+    [('Equalize', 0.0, 4), ('Cutout', 0.8, 10)],
+    [('Brightness', 1.0, 2), ('TranslateY_BBox', 1.0, 6)],
+    [('Contrast', 0.0, 2), ('ShearY_BBox', 0.8, 0)],
+    [('AutoContrast', 0.8, 10), ('Contrast', 0.2, 10)],
+    [('Rotate_BBox', 1.0, 10), ('Cutout', 1.0, 10)],
+    [('SolarizeAdd', 0.8, 6), ('Equalize', 0.8, 8)],
+  ],
+}
+DETECTION_VERSIONS = ('v0', 'v1', 'v2', 'v3')
+
+
+def detection_policy(augmentation_name: str):
+  """Sub-policies of a detection AutoAugment policy ('detection_v0'..'v3';
+  other Model Garden policy names are passed to Model Garden)."""
+  if augmentation_name in DETECTION_POLICIES:
+    return DETECTION_POLICIES[augmentation_name]
+  return augment.AutoAugment(augmentation_name).policies
+
+
 class JointAutoAugment(_JointPolicy):
   """Augment-S2/S3's detection AutoAugment for (image, boxes, label map).
 
-  Model Garden's sub-policies (`detection_v0` by default): one is drawn per
-  image and its ops applied in turn, each with its own probability.
+  The sub-policies of `detection_v0` (Model Garden's, the default) or
+  `detection_v1`..`v3` (`DETECTION_POLICIES`): one is drawn per image and its
+  ops applied in turn, each with its own probability.
   """
 
   def __init__(
@@ -351,7 +599,7 @@ class JointAutoAugment(_JointPolicy):
     reference_size: Optional[float] = None,
   ):
     super().__init__(cutout_const, translate_const, min_visible, reference_size)
-    self.policies = augment.AutoAugment(augmentation_name).policies
+    self.policies = detection_policy(augmentation_name)
 
   def _sub_policy(self, policy, state, mask_fill):
     for name, prob, level in policy:

@@ -1,11 +1,14 @@
 """The student's configuration: shared with the teacher unless scoped apart."""
 
 import gin
+from official.core import task_factory
 import pytest
 
 from official_selftrain import train
 from official_selftrain.configs import experiment as experiment_lib
 from official_selftrain.configs import self_training
+from official_selftrain.data import parsers
+from official_selftrain.ops import joint_augment
 
 
 @pytest.fixture(autouse=True)
@@ -82,6 +85,18 @@ def test_student_policy_reaches_student_and_control_not_teacher():
     parser = config.task.train_data.parser
     assert parser.aug_type.type == 'randaug'
     assert (parser.aug_scale_min, parser.aug_scale_max) == (0.5, 2.0)
+    assert parser.min_visible == 0.25
+
+
+def test_student_parses_human_and_pseudo_halves_with_the_joint_policy():
+  """One parser for both halves (Model Garden's combination reader calls the
+  task's parser on each), and it is ours, running the student's policy."""
+  _, student = build(["self_training_experiment.policy = 'S4'"])
+  task = task_factory.get_task(student.task)
+  parser = task.build_parser(student.task.train_data)
+  assert isinstance(parser, parsers.RetinaNetParser)
+  augmenter = parser._augmenter  # pylint: disable=protected-access
+  assert isinstance(augmenter, joint_augment.JointRandAugment)
 
 
 def test_init_from_teacher_needs_teacher_dir():

@@ -53,18 +53,27 @@ def _augment(policy, scene, ids):
 
 
 @pytest.mark.parametrize(
-  'name, iou_floor, mean_floor',
-  [('S1', 0.7, 0.9), ('S2', 0.3, 0.8), ('S3', 0.3, 0.8), ('S4', 0.3, 0.8)],
+  'name, version, iou_floor, mean_floor',
+  [
+    ('S1', 'v0', 0.7, 0.9),
+    ('S2', 'v0', 0.3, 0.8),
+    ('S3', 'v0', 0.3, 0.8),
+    ('S4', 'v0', 0.3, 0.8),
+    ('S2', 'v2', 0.3, 0.8),
+    ('S3', 'v3', 0.3, 0.8),
+  ],
 )
 def test_every_policy_kept_boxes_match_their_objects(
-  name, iou_floor, mean_floor
+  name, version, iou_floor, mean_floor
 ):
   """Each kept box holds its object's pixels (instance-id map, moved with the
   image); its IoU with their extent is above a floor unless the frame cuts
-  it (rotated and sheared boxes are the extent of moved corners, so loose)."""
+  it (rotated and sheared boxes are the extent of moved corners, so loose).
+  (v1's box-only shears and flips move objects inside boxes by design: its
+  ops are checked one by one in tests/ops/joint_augment_test.py.)"""
   tf.random.set_seed(2)
-  policy = augment_policies.augment_policy(name)
-  autoaugment = name in ('S2', 'S3')
+  policy = augment_policies.augment_policy(name, autoaugment_version=version)
+  autoaugment = name in ('S2', 'S3') and version == 'v0'
   slack_y = 1.5 + (ONLY_BBOXES_SHIFT if autoaugment else 0.0)
   ious, kept, empty = [], 0, 0
   for index in range(10):
@@ -93,6 +102,7 @@ def test_every_policy_kept_boxes_match_their_objects(
   # moved corners, so loose) kept 25% of its area in frame but its object
   # did not. Flip and jitter alone (S1) never lose one.
   assert empty <= (0 if name == 'S1' else 0.06 * kept)
+  assert autoaugment or empty <= 0.03 * kept
   assert min(ious) >= iou_floor and np.mean(ious) >= mean_floor
 
 
@@ -333,4 +343,4 @@ def test_unsupported_settings_are_named():
   with pytest.raises(ValueError, match='magnitude_std'):
     parsers.build_augmenter(policy.aug_type)
   with pytest.raises(ValueError, match='autoaugment_version'):
-    augment_policies.augment_policy('S2', autoaugment_version='v9')
+    augment_policies.augment_policy('S2', autoaugment_version='v4')

@@ -50,8 +50,10 @@ def test_overrides_and_unknown_name():
   assert policy.aug_type.randaug.num_layers == 3
   assert policy.aug_type.randaug.translate_const == 50
   assert (policy.min_visible, policy.reference_size) == (0.5, None)
-  assert augment_policies.AUTOAUGMENT_VERSIONS == ('v0',)
-  with pytest.raises(ValueError, match="autoaugment_version='v1'"):
-    augment_policies.augment_policy('S3', autoaugment_version='v1')
+  assert augment_policies.AUTOAUGMENT_VERSIONS == ('v0', 'v1', 'v2', 'v3')
+  policy = augment_policies.augment_policy('S3', autoaugment_version='v2')
+  assert policy.aug_type.autoaug.augmentation_name == 'detection_v2'
+  with pytest.raises(ValueError, match="autoaugment_version='v9'"):
+    augment_policies.augment_policy('S3', autoaugment_version='v9')
   with pytest.raises(ValueError, match="'S5'"):
     augment_policies.augment_policy('S5')

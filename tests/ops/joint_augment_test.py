@@ -195,7 +195,8 @@ def test_jitter_padding_takes_the_ignore_label():
 
 
 @pytest.mark.parametrize(
-  'name', list(joint_augment.GEOMETRIC) + ['TranslateY_Only_BBoxes']
+  'name',
+  list(joint_augment.GEOMETRIC) + list(joint_augment.ONLY_BBOXES_GEOMETRIC),
 )
 def test_label_map_moves_exactly_as_the_image(name):
   # The image is the label map itself: any misalignment shows as a mismatch.
@@ -253,3 +254,119 @@ def test_pixel_constants_scale_with_the_image(reference, pixels):
   xs = np.nonzero(out[..., 0] == 255)[1]
   shift = (xs.min() - 60) if len(xs) else None
   assert shift is not None and abs(shift) == pixels
+
+
+BOX_ONLY = (
+  list(joint_augment.ONLY_BBOXES_GEOMETRIC)
+  + list(joint_augment.ONLY_BBOXES_COLOUR)
+  + ['BBox_Cutout']
+)
+
+
+def _box_union(boxes, size):
+  """Pixels inside any box, with the released ops' integer crop."""
+  union = np.zeros([size, size], bool)
+  for ymin, xmin, ymax, xmax in boxes:
+    y0, x0 = int(size * ymin), int(size * xmin)
+    y1, x1 = min(int(size * ymax), size - 1), min(int(size * xmax), size - 1)
+    union[y0 : y1 + 1, x0 : x1 + 1] = True
+  return union
+
+
+@pytest.mark.parametrize('name', BOX_ONLY)
+def test_box_only_ops_change_nothing_outside_the_boxes(name):
+  """Box-only ops change pixels inside boxes only, never the boxes; colour
+  ones and BBox_Cutout (a grey rectangle centred in one box) never the label
+  map."""
+  tf.random.set_seed(6)
+  policy = joint_augment.JointAutoAugment(reference_size=None)
+  changed = 0
+  for index in range(4):
+    scene, ids = scene_with_ids(index)
+    size = scene.image.shape[0]
+    boxes = scene.boxes / size
+    state = joint_augment._prepare(  # pylint: disable=protected-access
+      tf.constant(scene.image), tf.constant(boxes, tf.float32), tf.constant(ids)
+    )
+    image, out_boxes, keep, label_map = [
+      t.numpy()
+      for t in policy._op(name, 6.0, 3.0, state, 0)  # pylint: disable=protected-access
+    ]
+    outside = ~_box_union(boxes, size)
+    if name == 'BBox_Cutout':
+      # Its grey rectangle is centred in a box but may reach past it.
+      diff = (image != scene.image).any(-1)
+      assert (image[diff] == 128).all()
+      assert not diff.any() or (diff & ~outside).any()
+      outside &= ~diff
+    np.testing.assert_array_equal(image[outside], scene.image[outside])
+    np.testing.assert_array_equal(label_map[outside], ids[outside])
+    np.testing.assert_allclose(out_boxes, boxes, atol=1e-6)
+    assert keep.all()
+    if name not in joint_augment.ONLY_BBOXES_GEOMETRIC:
+      np.testing.assert_array_equal(label_map, ids)
+    changed += int((image != scene.image).any())
+  assert changed >= 3, name
+
+
+def test_flip_only_bboxes_mirrors_each_box():
+  rng = np.random.default_rng(0)
+  image = rng.integers(0, 256, [96, 96, 3]).astype(np.uint8)
+  boxes = np.array([[0.05, 0.1, 0.3, 0.45], [0.5, 0.5, 0.9, 0.8]], np.float32)
+  policy = joint_augment.JointAutoAugment(reference_size=None)
+  state = joint_augment._prepare(  # pylint: disable=protected-access
+    tf.constant(image), tf.constant(boxes), None
+  )
+  out = policy._op('Flip_Only_BBoxes', 0.0, 3.0, state, None)[0].numpy()  # pylint: disable=protected-access
+  expected = image.copy()
+  for ymin, xmin, ymax, xmax in boxes:
+    y0, x0, y1, x1 = (
+      int(96 * ymin),
+      int(96 * xmin),
+      int(96 * ymax),
+      int(96 * xmax),
+    )
+    expected[y0 : y1 + 1, x0 : x1 + 1] = image[y0 : y1 + 1, x0 : x1 + 1][
+      :, ::-1
+    ]
+  np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize('version', ['v1', 'v2', 'v3'])
+def test_every_sub_policy_of_the_released_versions_runs(version):
+  """Each sub-policy of detection v1..v3, every op forced on: the output is an
+  image of the input's shape and the label map holds input labels or fill."""
+  tf.random.set_seed(7)
+  scene, ids = scene_with_ids(1)
+  size = scene.image.shape[0]
+  policies = joint_augment.detection_policy(f'detection_{version}')
+  assert policies is joint_augment.DETECTION_POLICIES[f'detection_{version}']
+  for sub_policy in policies:
+    aug = joint_augment.JointAutoAugment(
+      f'detection_{version}', reference_size=640
+    )
+    aug.policies = [[(op, 1.0, level) for op, _, level in sub_policy]]
+    image, boxes, keep, label_map = aug(
+      tf.constant(scene.image),
+      tf.constant(scene.boxes / size, tf.float32),
+      tf.constant(ids),
+      mask_fill=0,
+    )
+    assert image.shape == scene.image.shape and image.dtype == tf.uint8
+    assert boxes.shape == scene.boxes.shape
+    assert set(np.unique(label_map.numpy())) <= set(np.unique(ids)) | {0}
+
+
+@pytest.mark.parametrize('base', ['TranslateX', 'TranslateY'])
+def test_translated_from_matches_resampling_the_box_region(base):
+  """The box-only translate's shortcut names the same pixels as resampling
+  the box's region mask, half-pixel shifts included."""
+  region = np.zeros([50, 60], np.uint8)
+  region[10:30, 20:41] = 1
+  for arg in [-12.5, -7.3, -0.5, 0.5, 2.5, 3.5, 4.49, 4.5, 4.51, 13.7]:
+    m = joint_augment._affine(base, arg, 0.0, 0.0)  # pylint: disable=protected-access
+    resampled = joint_augment._warp(tf.constant(region), m, 0).numpy() > 0  # pylint: disable=protected-access
+    shortcut = joint_augment._translated_from(  # pylint: disable=protected-access
+      base, arg, (10, 20, 29, 40), 50, 60
+    ).numpy()
+    np.testing.assert_array_equal(shortcut, resampled, err_msg=str(arg))
