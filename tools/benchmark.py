@@ -11,8 +11,10 @@ r"""Side-by-side speed measurements, written as JSON (ratios are what count).
   Garden's `retinanet_input.Parser` given the same settings (flip, jitter,
   AutoAugment / RandAugment with the same constants; at 640 px images the
   reference-size scaling is 1), on the same generated Shapes-Det scenes.
-  Reports images/s of each and ours / Model Garden's (target >= 0.95). Timed
-  passes alternate between the two; the best of `--repeats` counts.
+  Timed passes alternate between the two (`--repeats` pairs, the order
+  swapped every pair); reports the median images/s of each, the median of
+  the per-pair ratios ours / Model Garden's (target >= 0.95), and the same
+  ratio in process CPU time (steadier on a shared machine).
 
 `export`: on the same images of a Shapes-Det pool, in one process,
   - forward: the teacher's backbone + FPN + heads, no post-processing;
@@ -26,6 +28,7 @@ Each timed pass follows an untimed warm-up pass over a few batches.
 import json
 import os
 import shutil
+import statistics
 import tempfile
 import time
 
@@ -174,14 +177,32 @@ def benchmark_augment(image_size, num_images, repeats, policies, scenes=64):
     ours, garden = _parsers(name, image_size)
     run(ours)  # warm-up: traces the parse functions
     run(garden)
-    best = {'ours': float('inf'), 'model_garden': float('inf')}
-    for _ in range(repeats):
-      for key, parser in (('model_garden', garden), ('ours', ours)):
-        best[key] = min(best[key], _time(lambda p=parser: run(p), 1))
-    rates = {k: num_images / v for k, v in best.items()}
-    rates['ours_over_model_garden'] = rates['ours'] / rates['model_garden']
-    results[name] = rates
-    print(name, json.dumps(rates), flush=True)
+    wall = {'ours': [], 'model_garden': []}
+    cpu = {'ours': [], 'model_garden': []}
+    for repeat in range(repeats):
+      # Alternate which goes first, so drift in the machine's speed falls on
+      # both alike; each pair of passes gives one ratio.
+      pair = [('model_garden', garden), ('ours', ours)]
+      for key, parser in pair[:: 1 if repeat % 2 == 0 else -1]:
+        start_wall, start_cpu = time.perf_counter(), time.process_time()
+        run(parser)
+        wall[key].append(time.perf_counter() - start_wall)
+        cpu[key].append(time.process_time() - start_cpu)
+
+    def ratios(seconds):
+      return [g / o for o, g in zip(seconds['ours'], seconds['model_garden'])]
+
+    results[name] = {
+      'ours': num_images / statistics.median(wall['ours']),
+      'model_garden': num_images / statistics.median(wall['model_garden']),
+      'ours_over_model_garden': statistics.median(ratios(wall)),
+      'ratio_per_pair': ratios(wall),
+      # CPU seconds of the whole process (all tf.data threads): on a shared
+      # virtual machine, less disturbed by other tenants than wall time.
+      'cpu_ours_over_model_garden': statistics.median(ratios(cpu)),
+      'cpu_ratio_per_pair': ratios(cpu),
+    }
+    print(name, json.dumps(results[name]), flush=True)
   return {
     'what': 'augment',
     'image_size': image_size,

@@ -244,30 +244,31 @@ def _geometric_only_bboxes(base, arg, image, boxes, label_map, prob, mask_fill):
   what would come from outside the box is fill."""
   height, width = tf.shape(image)[0], tf.shape(image)[1]
   translate = base in ('TranslateX', 'TranslateY')
-  if translate:  # the same motion for every box: resample once
-    m = _affine(base, arg, 0.0, 0.0)
-    shifted_image = _warp(image, m, _GREY)
-    shifted_map = (
-      _warp(label_map, m, mask_fill) if mask_fill is not None else None
-    )
 
-  def one_box(state, box):
+  def move(state, box):
     image, label_map = state
     y0, x0, y1, x1 = _box_pixels(box, height, width)
     region = _box_region(y0, x0, y1, x1, height, width)
-    region &= tf.random.uniform([]) < prob / 3.0
-    if translate:
-      new_image, new_map = shifted_image, shifted_map
+    if translate:  # the same motion for any box: no mask to resample
+      m_box = _affine(base, arg, 0.0, 0.0)
       moved = _translated_from(base, arg, (y0, x0, y1, x1), height, width)
     else:
       m_box = _crop_affine(base, arg, y0, x0, y1, x1)
-      new_image = _warp(image, m_box, _GREY)
-      new_map = (
-        _warp(label_map, m_box, mask_fill) if mask_fill is not None else None
-      )
       moved = _warp(tf.cast(region, tf.uint8), m_box, 0) > 0
+    new_image = _warp(image, m_box, _GREY)
+    new_map = (
+      _warp(label_map, m_box, mask_fill) if mask_fill is not None else None
+    )
     return _blend_region(
       image, label_map, region, moved, mask_fill, new_image, new_map
+    )
+
+  def one_box(state, box):
+    # Each box with probability prob / 3; the others cost nothing.
+    return tf.cond(
+      tf.random.uniform([]) < prob / 3.0,
+      lambda: move(state, box),
+      lambda: tuple(tf.identity(t) for t in state),
     )
 
   return tf.foldl(one_box, boxes, initializer=(image, label_map))
@@ -280,14 +281,20 @@ def _colour_only_bboxes(base, args, image, boxes, prob):
   if base == 'Cutout':
     args = tuple(args) + (_GREY,)
 
-  def one_box(image, box):
+  def change(image, box):
     y0, x0, y1, x1 = _box_pixels(box, height, width)
     crop = image[y0 : y1 + 1, x0 : x1 + 1]
     done = augment.NAME_TO_FUNC[base](crop, *args)
     done = tf.pad(done, [[y0, height - 1 - y1], [x0, width - 1 - x1], [0, 0]])
     region = _box_region(y0, x0, y1, x1, height, width)
-    region &= tf.random.uniform([]) < prob / 3.0
     return tf.where(region[..., None], done, image)
+
+  def one_box(image, box):
+    return tf.cond(
+      tf.random.uniform([]) < prob / 3.0,
+      lambda: change(image, box),
+      lambda: tf.identity(image),
+    )
 
   return tf.foldl(one_box, boxes, initializer=image)
 
@@ -358,7 +365,10 @@ def _apply_op(name, level, prob, state, mask_fill, policy):
     policy.reference_size,
   )
   min_visible = policy.min_visible
-  kept = tf.boolean_mask(boxes, keep)
+  if name in ONLY_BBOXES_GEOMETRIC or name in ONLY_BBOXES_COLOUR:
+    kept = tf.boolean_mask(boxes, keep)
+  if name == 'BBox_Cutout':
+    kept = tf.boolean_mask(boxes, keep)
   if name in ONLY_BBOXES_GEOMETRIC:
     arg = args[0] if args else None
     image, label_map = _geometric_only_bboxes(
