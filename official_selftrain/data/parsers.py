@@ -196,11 +196,27 @@ class SegmentationParser(segmentation_input.Parser):
     self._joint = build_augmenter(
       aug_type, reference_size=augment_reference_size
     )
-    if self._joint is not None and self._additional_dense_features:
-      raise ValueError(
-        'aug_type with additional_dense_features is not supported: the '
-        'policy would move the image but not the extra features.'
-      )
+    if self._joint is not None:
+      if self._additional_dense_features:
+        raise ValueError(
+          'aug_type with additional_dense_features is not supported: the '
+          'policy would move the image but not the extra features.'
+        )
+      if self._gt_is_matting_map:
+        raise ValueError(
+          'aug_type with gt_is_matting_map is not supported: its fill '
+          '(the ignore label) would read as foreground.'
+        )
+      if not 0 <= self._ignore_label <= 255:
+        raise ValueError(
+          f'ignore_label={self._ignore_label} must be a uint8 (0-255) to '
+          'fill label maps under aug_type.'
+        )
+      if self._image_feature.num_channels != 3:
+        raise ValueError(
+          'aug_type needs RGB images (image_feature.num_channels=3), got '
+          f'{self._image_feature.num_channels}.'
+        )
 
   def _parse_train_data(self, data):
     return super()._parse_train_data({**data, _TRAINING: True})

@@ -104,10 +104,12 @@ def _map_boxes(boxes, m, height, width, min_visible):
   clipped boxes and which of them keep >= min_visible of their area."""
   fwd = _invert(m)
   ymin, xmin, ymax, xmax = tf.unstack(boxes, axis=-1)
-  xs = tf.stack([xmin, xmax, xmin, xmax], -1) * width
-  ys = tf.stack([ymin, ymin, ymax, ymax], -1) * height
-  new_x = fwd[0] * xs + fwd[1] * ys + fwd[2]
-  new_y = fwd[3] * xs + fwd[4] * ys + fwd[5]
+  # Box edges are pixel borders; the map works on pixel centres (index i at
+  # i, its borders at i - 0.5 and i + 0.5).
+  xs = tf.stack([xmin, xmax, xmin, xmax], -1) * width - 0.5
+  ys = tf.stack([ymin, ymin, ymax, ymax], -1) * height - 0.5
+  new_x = fwd[0] * xs + fwd[1] * ys + fwd[2] + 0.5
+  new_y = fwd[3] * xs + fwd[4] * ys + fwd[5] + 0.5
   mapped = tf.stack(
     [
       tf.reduce_min(new_y, -1) / height,
@@ -146,6 +148,7 @@ ONLY_BBOXES_COLOUR = {
   'Equalize_Only_BBoxes': 'Equalize',
   'Cutout_Only_BBoxes': 'Cutout',
 }
+BOX_ONLY_OPS = frozenset(ONLY_BBOXES_GEOMETRIC) | frozenset(ONLY_BBOXES_COLOUR)
 _TRANSLATE_BBOX_CONST = 120.0  # px at level 10, as Model Garden / the paper
 _CUTOUT_BBOX_CONST = 50.0
 _BBOX_CUTOUT_MAX_PAD_FRACTION = 0.75
@@ -344,7 +347,7 @@ def _op_args(name, level, image, cutout_const, translate_const, reference):
     return (args[0] * _pixel_scale(image, reference),)
   if base == 'Cutout':
     pad = tf.cast(args[0], tf.float32) * _pixel_scale(image, reference)
-    return (tf.maximum(tf.cast(tf.round(pad), tf.int32), 1),)
+    return (tf.cast(tf.round(pad), tf.int32),)  # 0: no cutout, as released
   return args
 
 
@@ -459,7 +462,8 @@ class JointRandAugment(_JointPolicy):
   """Augment-S4's RandAugment for (image, boxes, label map).
 
   Model Garden's op list (less `exclude_ops`), one op drawn per layer among
-  them and identity, each applied with probability U(0.2, 0.8); with
+  them and identity, applied at `magnitude` (Model Garden draws a
+  probability per op too, but none of these ops uses it); with
   `prob_to_apply`, a layer is kept with that probability (as Model Garden).
   """
 
@@ -613,8 +617,12 @@ class JointAutoAugment(_JointPolicy):
 
   def _sub_policy(self, policy, state, mask_fill):
     for name, prob, level in policy:
+      # A box-only op draws each box with prob / 3 itself and is always
+      # called, as in the released code (Model Garden's port gates it with
+      # prob first too, so its boxes are drawn with prob**2 / 3).
+      gate = 1.0 if name in BOX_ONLY_OPS else prob
       state = tf.cond(
-        tf.random.uniform([]) < prob,
+        tf.random.uniform([]) < gate,
         lambda s=state, n=name, p=prob, v=level: self._op(
           n, float(v), p, s, mask_fill
         ),

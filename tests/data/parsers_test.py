@@ -103,7 +103,11 @@ def test_every_policy_kept_boxes_match_their_objects(
   # did not. Flip and jitter alone (S1) never lose one.
   assert empty <= (0 if name == 'S1' else 0.06 * kept)
   assert autoaugment or empty <= 0.03 * kept
-  assert min(ious) >= iou_floor and np.mean(ious) >= mean_floor
+  # v0's box-only translate leaves part of a shifted object in its box by
+  # design (each box drawn with prob / 3 when its sub-policy comes up).
+  low = sum(iou < iou_floor for iou in ious)
+  assert low <= (0.08 * len(ious) if autoaugment else 0), (low, len(ious))
+  assert np.mean(ious) >= mean_floor
 
 
 @pytest.mark.parametrize('name', ['S1', 'S2', 'S3', 'S4'])
@@ -344,3 +348,15 @@ def test_unsupported_settings_are_named():
     parsers.build_augmenter(policy.aug_type)
   with pytest.raises(ValueError, match='autoaugment_version'):
     augment_policies.augment_policy('S2', autoaugment_version='v4')
+
+
+def test_segmentation_settings_the_policy_cannot_serve_are_named():
+  policy = augment_policies.augment_policy('S4')
+  with pytest.raises(ValueError, match='gt_is_matting_map'):
+    parsers.SegmentationParser(
+      output_size=[SIZE, SIZE], aug_type=policy.aug_type, gt_is_matting_map=True
+    )
+  with pytest.raises(ValueError, match='ignore_label=300'):
+    parsers.SegmentationParser(
+      output_size=[SIZE, SIZE], aug_type=policy.aug_type, ignore_label=300
+    )

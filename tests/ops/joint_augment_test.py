@@ -370,3 +370,31 @@ def test_translated_from_matches_resampling_the_box_region(base):
       base, arg, (10, 20, 29, 40), 50, 60
     ).numpy()
     np.testing.assert_array_equal(shortcut, resampled, err_msg=str(arg))
+
+
+def test_level_zero_cutout_changes_nothing():
+  scene, ids = scene_with_ids(0)
+  policy = joint_augment.JointAutoAugment(reference_size=None)
+  state = joint_augment._prepare(  # pylint: disable=protected-access
+    tf.constant(scene.image), tf.zeros([0, 4]), None
+  )
+  out = policy._op('Cutout', 0.0, 1.0, state, None)[0].numpy()  # pylint: disable=protected-access
+  np.testing.assert_array_equal(out, scene.image)
+
+
+def test_box_only_op_draws_each_box_with_prob_over_three():
+  """As released: a box-only op of a sub-policy is always called and draws
+  each box with prob / 3 (0.3 / 3 = 0.1 here), not prob * prob / 3 (0.03)."""
+  tf.random.set_seed(9)
+  image = np.random.default_rng(0).integers(0, 256, [48, 48, 3], np.uint8)
+  aug = joint_augment.JointAutoAugment(reference_size=None)
+  aug.policies = [[('TranslateY_Only_BBoxes', 0.3, 10)]]
+  distort = tf.function(lambda x, b: aug(x, b)[0])
+  box = tf.constant([[0.2, 0.2, 0.8, 0.8]])
+  changed = np.mean(
+    [
+      bool((distort(tf.constant(image), box).numpy() != image).any())
+      for _ in range(400)
+    ]
+  )
+  assert 0.06 < changed < 0.15, changed
