@@ -6,11 +6,11 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import tensorflow as tf
 
 from official_selftrain.data import embedded
 from official_selftrain.data import shapes
+from official_selftrain.ops import joint_augment
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_GIN = os.path.join(REPO, 'tests', 'testdata', 'tiny.gin')
@@ -73,7 +73,16 @@ def write_with_corrupt_image(path, count, bad_index):
 def scene_with_ids(index, split='train'):
   """A Shapes-Det scene and its instance-id map (object k has id k + 1)."""
   scene = shapes.det_scene(0, split, index)
-  ids = np.zeros(scene.image.shape[:2], np.uint8)
-  for k, mask in enumerate(scene.masks):
-    ids[mask > 0] = k + 1  # visible masks do not overlap
-  return scene, ids
+  # Visible masks do not overlap.
+  return scene, joint_augment.instance_id_map(scene.masks)
+
+
+def run_tool(name, *args, timeout=300):
+  """Runs tools/<name>.py with args; returns the CompletedProcess."""
+  return subprocess.run(
+    [sys.executable, os.path.join(REPO, 'tools', name), *args],
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+    env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'),
+  )

@@ -35,6 +35,7 @@ import tensorflow as tf
 from official_selftrain.data import parsers
 from official_selftrain.data import shapes
 from official_selftrain.ops import augment_policies
+from official_selftrain.ops import joint_augment
 
 flags.DEFINE_string(
   'pseudo_labels', None, 'Directory of pseudo-label shards (pseudo-*.tfrecord).'
@@ -141,9 +142,8 @@ def _examples_from_records(pattern: str, count: int):
   for record in tf.data.TFRecordDataset(files).take(count):
     data = decoder.decode(record)
     image = data['image'].numpy()
-    ids = np.zeros(image.shape[:2], np.uint8)
-    for k, mask in enumerate(data['groundtruth_instance_masks'].numpy()):
-      ids[mask > 0.5] = k + 1
+    masks = data['groundtruth_instance_masks'].numpy()
+    ids = joint_augment.instance_id_map(masks.reshape((-1,) + image.shape[:2]))
     examples.append(
       (
         image,
@@ -159,9 +159,7 @@ def _shapes_examples(count: int):
   examples = []
   for index in range(count):
     scene = shapes.det_scene(0, 'val', index)
-    ids = np.zeros(scene.image.shape[:2], np.uint8)
-    for k, mask in enumerate(scene.masks):
-      ids[mask > 0] = k + 1
+    ids = joint_augment.instance_id_map(scene.masks)
     size = np.tile(scene.image.shape[:2], 2)
     examples.append((scene.image, scene.boxes / size, scene.classes, ids))
   return examples

@@ -38,6 +38,7 @@ from typing import Optional
 from typing import Sequence
 from typing import Tuple
 
+import numpy as np
 from official.vision.ops import augment
 from official.vision.ops import box_ops
 from official.vision.ops import preprocess_ops
@@ -183,11 +184,15 @@ def _box_pixels(box, height, width):
   return y0, x0, y1, x1
 
 
-def _box_region(y0, x0, y1, x1, height, width):
-  rows, cols = tf.range(height), tf.range(width)
+def _in_ranges(rows, cols, y0, x0, y1, x1):
+  """[H, W] mask: row in [y0, y1] and column in [x0, x1] (inclusive)."""
   return ((rows >= y0) & (rows <= y1))[:, None] & ((cols >= x0) & (cols <= x1))[
     None, :
   ]
+
+
+def _box_region(y0, x0, y1, x1, height, width):
+  return _in_ranges(tf.range(height), tf.range(width), y0, x0, y1, x1)
 
 
 def _crop_affine(base, arg, y0, x0, y1, x1):
@@ -236,9 +241,7 @@ def _translated_from(base, arg, box_pixels, height, width):
   rows = tf.floor(tf.cast(tf.range(height), tf.float32) + dy + 0.5)
   cols = tf.floor(tf.cast(tf.range(width), tf.float32) + dx + 0.5)
   y0, x0, y1, x1 = [tf.cast(v, tf.float32) for v in box_pixels]
-  return ((rows >= y0) & (rows <= y1))[:, None] & ((cols >= x0) & (cols <= x1))[
-    None, :
-  ]
+  return _in_ranges(rows, cols, y0, x0, y1, x1)
 
 
 def _geometric_only_bboxes(base, arg, image, boxes, label_map, prob, mask_fill):
@@ -271,7 +274,7 @@ def _geometric_only_bboxes(base, arg, image, boxes, label_map, prob, mask_fill):
     return tf.cond(
       tf.random.uniform([]) < prob / 3.0,
       lambda: move(state, box),
-      lambda: tuple(tf.identity(t) for t in state),
+      lambda: _unchanged(state),
     )
 
   return tf.foldl(one_box, boxes, initializer=(image, label_map))
@@ -318,10 +321,9 @@ def _bbox_cutout(image, boxes, pad_fraction):
     )
     cy = tf.random.uniform([], y0, y1 + 1, dtype=tf.int32)
     cx = tf.random.uniform([], x0, x1 + 1, dtype=tf.int32)
-    rows, cols = tf.range(height), tf.range(width)
-    mask = ((rows >= cy - half_h) & (rows < cy + half_h))[:, None] & (
-      (cols >= cx - half_w) & (cols < cx + half_w)
-    )[None, :]
+    mask = _box_region(
+      cy - half_h, cx - half_w, cy + half_h - 1, cx + half_w - 1, height, width
+    )
     return tf.where(mask[..., None], tf.constant(_GREY, image.dtype), image)
 
   return tf.cond(tf.shape(boxes)[0] > 0, cut, lambda: tf.identity(image))
@@ -337,7 +339,7 @@ def _pixel_scale(image, reference_size):
 def _op_args(name, level, image, cutout_const, translate_const, reference):
   """Model Garden's arguments for op `name` at `level`, pixel sizes scaled."""
   table = augment.level_to_arg(cutout_const, translate_const)
-  if name in table and name != 'TranslateY_Only_BBoxes':
+  if name in table:
     args = table[name](level)
   else:
     args = _extra_level_to_arg(name, level)
@@ -367,10 +369,7 @@ def _apply_op(name, level, prob, state, mask_fill, policy):
     policy.translate_const,
     policy.reference_size,
   )
-  min_visible = policy.min_visible
-  if name in ONLY_BBOXES_GEOMETRIC or name in ONLY_BBOXES_COLOUR:
-    kept = tf.boolean_mask(boxes, keep)
-  if name == 'BBox_Cutout':
+  if name in BOX_ONLY_OPS or name == 'BBox_Cutout':
     kept = tf.boolean_mask(boxes, keep)
   if name in ONLY_BBOXES_GEOMETRIC:
     arg = args[0] if args else None
@@ -389,15 +388,23 @@ def _apply_op(name, level, prob, state, mask_fill, policy):
     height = tf.cast(tf.shape(image)[0], tf.float32)
     width = tf.cast(tf.shape(image)[1], tf.float32)
     m = _affine(base, args[0], height, width)
-    boxes, visible = _map_boxes(boxes, m, height, width, min_visible)
+    boxes, visible = _map_boxes(boxes, m, height, width, policy.min_visible)
     if mask_fill is not None:
       label_map = _warp(label_map, m, mask_fill)
     return _warp(image, m, _GREY), boxes, keep & visible, label_map
-  if base in augment.PROB_FUNCS:
-    args = (prob,) + tuple(args)
   if base in augment.REPLACE_FUNCS:
     args = tuple(args) + ([_GREY] * 3,)
   return augment.NAME_TO_FUNC[base](image, *args), boxes, keep, label_map
+
+
+def instance_id_map(masks, threshold: float = 0.5):
+  """[N, H, W] instance masks -> [H, W] uint8 label map, object k as k + 1,
+  0 elsewhere (a later mask wins where masks overlap)."""
+  masks = np.asarray(masks)
+  ids = np.zeros(masks.shape[1:], np.uint8)
+  for k, mask in enumerate(masks):
+    ids[mask > threshold] = k + 1
+  return ids
 
 
 def _prepare(image, boxes, label_map):

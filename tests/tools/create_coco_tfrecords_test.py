@@ -1,11 +1,9 @@
 """tools/create_coco_tfrecords.py runs Model Garden's converter on COCO files."""
 
 import os
-import subprocess
-import sys
 
-from helpers import REPO
 from helpers import TINY_SPEC
+from helpers import run_tool
 import numpy as np
 from official.vision.dataloaders import tf_example_decoder
 import tensorflow as tf
@@ -13,17 +11,9 @@ import tensorflow as tf
 from official_selftrain.data import embedded
 from official_selftrain.data import shapes
 
-TOOL = os.path.join(REPO, 'tools', 'create_coco_tfrecords.py')
-
 
 def _run(*args):
-  return subprocess.run(
-    [sys.executable, TOOL, *args],
-    capture_output=True,
-    text=True,
-    timeout=300,
-    env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'),
-  )
+  return run_tool('create_coco_tfrecords.py', *args)
 
 
 def test_converts_a_coco_style_folder(tmp_path):

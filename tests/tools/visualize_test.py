@@ -1,27 +1,15 @@
 """tools/visualize.py --augment draws each policy's output as a PNG grid."""
 
-import os
-import subprocess
-import sys
-
-from helpers import REPO
+from helpers import run_tool
 from PIL import Image
 import tensorflow as tf
 
 from official_selftrain.data import embedded
 from official_selftrain.data import shapes
 
-TOOL = os.path.join(REPO, 'tools', 'visualize.py')
-
 
 def _run(*args):
-  return subprocess.run(
-    [sys.executable, TOOL, *args],
-    capture_output=True,
-    text=True,
-    timeout=300,
-    env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'),
-  )
+  return run_tool('visualize.py', *args)
 
 
 def test_augment_grid_of_records_with_masks(tmp_path):
