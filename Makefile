@@ -6,11 +6,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 MODEL_DIR ?= runs/shapes_selftrain
 
-.PHONY: install data demo test test-fast lint format clean
+.PHONY: install data demo test test-unit test-e2e test-fast lint format build clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: setup.py
+$(VENV)/.installed: setup.py pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
@@ -25,12 +25,26 @@ demo: data
 test: install
 	$(PY) -m pytest -q tests
 
+# The two tiers: in-process unit tests, and end-to-end tests that run the
+# commands as a user does (subprocesses). `make test` runs both.
+test-unit: install
+	$(PY) -m pytest -q -m 'not e2e' tests
+
+test-e2e: install
+	$(PY) -m pytest -q -m e2e tests
+
+# Everything that does not train for more than a few seconds.
 test-fast: install
 	$(PY) -m pytest -q -m 'not slow' tests
+
+# BUILD is generated from the imports; `make build` rewrites it.
+build: install
+	$(PY) tools/update_build.py
 
 lint: install
 	$(VENV)/bin/ruff check official_selftrain tools tests setup.py
 	$(VENV)/bin/ruff format --check official_selftrain tools tests setup.py
+	$(PY) tools/update_build.py --check
 
 format: install
 	$(VENV)/bin/ruff format official_selftrain tools tests setup.py

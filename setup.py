@@ -18,6 +18,16 @@ INSTALL_REQUIRES = [
   'PyYAML',
 ]
 
+# Installed tools: `official_selftrain_NAME` and `python -m
+# official_selftrain.tools.NAME` (tools/NAME.py in a checkout is the same).
+TOOLS = (
+  'create_shapes_tfrecords',
+  'create_coco_tfrecords',
+  'export_pseudo_labels',
+  'visualize',
+  'benchmark',
+)
+
 setuptools.setup(
   name='official_selftrain',
   version='0.1.0',
@@ -38,7 +48,11 @@ setuptools.setup(
   extras_require={'dev': ['pytest', 'ruff', 'setuptools']},
   entry_points={
     'console_scripts': [
-      'official_selftrain_train=official_selftrain.train:entry'
+      'official_selftrain_train=official_selftrain.train:entry',
+    ]
+    + [
+      f'official_selftrain_{tool}=official_selftrain.tools.{tool}:entry'
+      for tool in TOOLS
     ]
   },
 )

@@ -5,8 +5,10 @@ as package data (`official_selftrain/gin_configs`); both places are searched, so
 a source checkout and an installed package behave the same.
 """
 
+import logging
 import os
 from typing import List
+from typing import Sequence
 
 import gin
 
@@ -26,10 +28,38 @@ def bundled_dirs() -> List[str]:
   return [d for d in candidates if os.path.isdir(d)]
 
 
+class _BundledIncludeFilter(logging.Filter):
+  """Drops gin's 'Path not found' error for an include that a bundled dir has.
+
+  Gin tries each search path in turn; on the first (the working directory)
+  its Python-package reader logs `Path not found: common/x.gin` at ERROR level
+  (after an INFO line) before the bundled directory, searched next, finds the
+  file. Such lines report no error, so they are dropped; a path found nowhere
+  is still logged.
+  """
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    if record.msg not in _GIN_LOOKUP_LINES or not record.args:
+      return True
+    name = str(record.args[0])
+    return not any(
+      os.path.isfile(os.path.join(d, name)) for d in bundled_dirs()
+    )
+
+
+# gin.resource_reader's lines for a lookup on the working-directory prefix.
+_GIN_LOOKUP_LINES = ('Path not found: %s', 'system_path_file_exists:%s')
+_INCLUDE_FILTER = _BundledIncludeFilter()
+_REGISTERED = set()
+
+
 def register_search_paths() -> None:
   """Lets `include 'common/x.gin'` find the bundled includes."""
   for directory in bundled_dirs():
-    gin.add_config_file_search_path(directory)
+    if directory not in _REGISTERED:
+      _REGISTERED.add(directory)
+      gin.add_config_file_search_path(directory)
+  logging.getLogger().addFilter(_INCLUDE_FILTER)  # once: filters are a set
 
 
 def resolve(name: str) -> str:
@@ -63,3 +93,26 @@ def resolve(name: str) -> str:
     f'gin file {name!r} not found; looked at: {", ".join(tried)}. '
     f'Bundled configs: {", ".join(available)}'
   )
+
+
+class GinConfigError(ValueError):
+  """A gin file or binding does not parse; names the file or binding."""
+
+
+def parse(gin_files: Sequence[str], gin_params: Sequence[str]) -> None:
+  """Parses gin files (paths or bundled names) and then single bindings.
+
+  Raises:
+    GinFileNotFoundError: a file is neither a path nor a bundled name.
+    GinConfigError: a file or binding does not parse (gin's message, which
+      names the line and binding, plus the files and params given).
+  """
+  paths = [resolve(f) for f in gin_files]
+  try:
+    gin.parse_config_files_and_bindings(
+      paths, gin_params, finalize_config=False
+    )
+  except (ValueError, IOError, SyntaxError) as e:
+    raise GinConfigError(
+      f'gin: {e}\n  (files: {paths}, params: {list(gin_params)})'
+    ) from e

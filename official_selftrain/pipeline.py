@@ -29,6 +29,7 @@ from official_selftrain import progress
 from official_selftrain.configs import experiment as experiment_lib
 from official_selftrain.configs import self_training as self_training_configs
 from official_selftrain.pseudo_labels import export
+from official_selftrain.pseudo_labels import manifest as manifest_lib
 
 SUMMARY = 'summary.json'
 
@@ -44,10 +45,31 @@ class Pipeline:
   control: bool = True
   export_kwargs: Optional[Dict[str, Any]] = None
 
-  @property
-  def config(self):
-    """The teacher's config (what --print_config shows first)."""
-    return self.teacher.config
+  def configs(self) -> Dict[str, Any]:
+    """Teacher, first student and control configs, with placeholder dirs."""
+    student = self.student(
+      teacher_dir='<model_dir>/teacher',
+      pseudo_label_pattern='<model_dir>/round1/pseudo_labels/pseudo-*.tfrecord',
+    )
+    configs = {'teacher': self.teacher.config, 'student': student.config}
+    if self.control:
+      control = self_training_configs.supervised_control(student)
+      configs['control (teacher + same steps, human labels)'] = control.config
+    return configs
+
+  def run(
+    self,
+    mode: str,
+    model_dir: str,
+    run_experiment: experiment_lib.RunExperiment,
+  ) -> Dict[str, Any]:
+    """Runs every stage (see `run`); only --mode=train_and_eval."""
+    if mode != 'train_and_eval':
+      raise experiment_lib.UnsupportedModeError(
+        'A self-training pipeline runs all its stages; use '
+        '--mode=train_and_eval (the default).'
+      )
+    return run(self, model_dir, run_experiment)
 
   def prepare(self) -> None:
     """Makes the human-labelled data and the unlabelled pool exist."""
@@ -161,12 +183,9 @@ def run(pipeline: Pipeline, model_dir: str, run_fn) -> Dict[str, Any]:
     )
     control = None
     if pipeline.control:
-      human = student_experiment.config.task.train_data.global_batch_size - (
-        student_experiment.config.task.train_data.pseudo_label_data.global_batch_size
-      )
       control = run_stage(
         f'round {round_index} control (teacher + same steps, human labels)',
-        self_training_configs.supervised_control(student_experiment, human),
+        self_training_configs.supervised_control(student_experiment),
         os.path.join(round_dir, 'supervised_same_steps'),
         run_fn,
       )
@@ -190,7 +209,7 @@ def run(pipeline: Pipeline, model_dir: str, run_fn) -> Dict[str, Any]:
 def _pseudo_labels(
   pipeline: Pipeline, teacher_dir: str, pseudo_dir: str
 ) -> Dict[str, Any]:
-  manifest_path = os.path.join(pseudo_dir, export.MANIFEST)
+  manifest_path = os.path.join(pseudo_dir, manifest_lib.MANIFEST)
   if tf.io.gfile.exists(manifest_path):
     with tf.io.gfile.GFile(manifest_path) as f:
       manifest = json.load(f)

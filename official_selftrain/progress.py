@@ -1,14 +1,17 @@
-"""Progress and results for long runs: steps/s, images/s, ETA, eval metrics.
+"""Progress and results for long work: counts, rates, ETA, eval metrics.
 
-Orbit logs steps/s and writes TensorBoard summaries; these two actions add what
-a person watching a run wants on one line (images/s and ETA) and keep every
-evaluation's metrics in `model_dir/eval_results.json` for scripts.
+One `Progress` formats every progress line of the project the same way:
+training steps (with images/s beside steps/s), pseudo-labelled images, generated
+images. Orbit logs steps/s and writes TensorBoard summaries; `ProgressLogger`
+adds what a person watching a run wants on one line, and `ResultsWriter` keeps
+every evaluation's metrics in `model_dir/eval_results.json` for scripts.
 """
 
 import json
 import os
 import time
 from typing import Any
+from typing import Callable
 from typing import Dict
 from typing import Mapping
 from typing import Optional
@@ -25,7 +28,8 @@ def _to_float(value) -> Optional[float]:
     return None
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+  """'1h02m03s' or '2m03s'."""
   seconds = int(max(seconds, 0))
   hours, rest = divmod(seconds, 3600)
   minutes, secs = divmod(rest, 60)
@@ -34,41 +38,121 @@ def _duration(seconds: float) -> str:
   )
 
 
-class ProgressLogger:
-  """Orbit train action: logs step, steps/s, images/s, losses and ETA."""
+class Progress:
+  """Work done against a total, as one line: count, rate(s), ETA.
 
-  def __init__(self, trainer, total_steps: int, global_batch_size: int):
+  The rate is measured from the first update on, so start-up time (building
+  the model, tracing the first step) does not count against it; until a
+  second update there is no rate and no ETA.
+
+  Args:
+    name: what is being done, the line's prefix ('teacher', 'pseudo labels').
+    unit: what is counted ('steps', 'images').
+    total: how many there will be (None: unknown, no ETA; `update` may give it).
+    every_seconds: log at most this often (0: every update).
+    per_unit: other rates derived from this one, e.g. {'images': 32} adds
+      'images/s' at 32 per step.
+    log_fn: where lines go (absl's logging.info by default).
+  """
+
+  def __init__(
+    self,
+    name: str,
+    unit: str,
+    total: Optional[int] = None,
+    every_seconds: float = 0.0,
+    per_unit: Optional[Mapping[str, float]] = None,
+    log_fn: Callable[..., None] = logging.info,
+  ):
+    self._name = name
+    self._unit = unit
+    self.total = total
+    self._every = every_seconds
+    self._per_unit = dict(per_unit or {})
+    self._log = log_fn
+    self._first = None  # (done, time) at the first update
+    self._last_logged = None
+    self.done = 0
+
+  def rate(self, now: Optional[float] = None) -> Optional[float]:
+    """Units per second since the first update; None before a second one."""
+    if self._first is None:
+      return None
+    first_done, first_time = self._first
+    elapsed = (now or time.time()) - first_time
+    if self.done <= first_done or elapsed <= 0:
+      return None
+    return (self.done - first_done) / elapsed
+
+  def line(self, details: str = '') -> str:
+    """The progress line for the current state."""
+    parts = [f'{self._name}: {self.done}']
+    if self.total:
+      parts[0] += (
+        f'/{self.total} {self._unit} ({100.0 * self.done / self.total:.0f}%)'
+      )
+    else:
+      parts[0] += f' {self._unit}'
+    rate = self.rate()
+    if rate is not None:
+      parts.append(f'{rate:.2f} {self._unit}/s')
+      parts.extend(f'{rate * n:.1f} {u}/s' for u, n in self._per_unit.items())
+    if details:
+      parts.append(details)
+    if rate is not None and self.total:
+      parts.append(f'ETA {duration((self.total - self.done) / rate)}')
+    return ' | '.join(parts)
+
+  def update(
+    self,
+    done: int,
+    total: Optional[int] = None,
+    details: str = '',
+    force: bool = False,
+  ) -> bool:
+    """Records `done` units so far; logs if due. Returns whether it logged."""
+    now = time.time()
+    self.done = done
+    if total is not None:
+      self.total = total
+    if self._first is None:
+      self._first = (done, now)
+    due = self._last_logged is None or now - self._last_logged >= self._every
+    if not (force or due):
+      return False
+    self._last_logged = now
+    self._log('%s', self.line(details))
+    return True
+
+  def add(self, count: int, **kwargs) -> bool:
+    """As `update`, counting `count` more units."""
+    return self.update(self.done + count, **kwargs)
+
+
+def format_losses(output: Mapping[str, Any]) -> str:
+  """'name value | ...' for the scalar entries of a train step's logs."""
+  values = sorted((k, _to_float(v)) for k, v in output.items())
+  return ' | '.join(f'{k} {v:.4f}' for k, v in values if v is not None)
+
+
+class ProgressLogger:
+  """Orbit train action: step, steps/s, images/s, losses and ETA per loop."""
+
+  def __init__(
+    self,
+    trainer,
+    total_steps: int,
+    global_batch_size: int,
+    name: str = 'train',
+  ):
     self._trainer = trainer
-    self._total = total_steps
-    self._batch = global_batch_size
-    self._last_step = None
-    self._last_time = None
+    self._progress = Progress(
+      name, 'steps', total_steps, per_unit={'images': global_batch_size}
+    )
 
   def __call__(self, output: Mapping[str, Any]) -> None:
     step = int(self._trainer.global_step.numpy())
-    now = time.time()
-    losses = ' | '.join(
-      f'{k} {v:.4f}'
-      for k, v in sorted((k, _to_float(v)) for k, v in output.items())
-      if v is not None
-    )
-    if self._last_step is None or step <= self._last_step:
-      # First loop of this process: its time includes tracing, so no rate.
-      self._last_step, self._last_time = step, now
-      logging.info('step %d/%d | %s', step, self._total, losses)
-      return
-    rate = (step - self._last_step) / max(now - self._last_time, 1e-9)
-    self._last_step, self._last_time = step, now
-    logging.info(
-      'step %d/%d (%.0f%%) | %.2f steps/s | %.1f images/s | %s | ETA %s',
-      step,
-      self._total,
-      100.0 * step / self._total,
-      rate,
-      rate * self._batch,
-      losses,
-      _duration((self._total - step) / rate),
-    )
+    self._progress.update(step, details=format_losses(output))
 
 
 class ResultsWriter:

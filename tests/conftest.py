@@ -1,16 +1,39 @@
-"""Shared test set-up: tests/ on sys.path, one generated-data cache a session."""
+"""Shared test set-up: tests/ on sys.path, one generated-data cache a session,
+a clean gin configuration per test that asks for one.
+
+Tiers: unit tests run in-process; end-to-end tests (`@pytest.mark.e2e`) run the
+commands a user runs, in subprocesses. `pytest -m e2e` or `pytest -m 'not
+e2e'` runs one tier alone; `slow` marks tests that train for more than a few
+seconds (`pytest -m 'not slow'` is the quick subset).
+"""
 
 import os
 import sys
 
+import gin
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from official_selftrain import registry_imports  # noqa: E402, F401
+
 
 @pytest.fixture(scope='session')
 def data_dir(tmp_path_factory):
-  """One data cache for the whole session (generation is deterministic)."""
+  """One data cache for the whole session (generation is deterministic).
+
+  $SELFTRAIN_DATA_DIR points there while the session runs (subprocesses
+  inherit it) and is restored afterwards.
+  """
   path = str(tmp_path_factory.mktemp('shapes_data'))
-  os.environ['SELFTRAIN_DATA_DIR'] = path
-  return path
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setenv('SELFTRAIN_DATA_DIR', path)
+    yield path
+
+
+@pytest.fixture
+def clear_gin():
+  """A test that parses gin files starts and ends with no bindings."""
+  gin.clear_config()
+  yield
+  gin.clear_config()

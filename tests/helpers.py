@@ -6,11 +6,12 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import tensorflow as tf
 
 from official_selftrain.data import embedded
 from official_selftrain.data import shapes
-from official_selftrain.ops import joint_augment
+from official_selftrain.pseudo_labels import schema
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_GIN = os.path.join(REPO, 'tests', 'testdata', 'tiny.gin')
@@ -74,7 +75,7 @@ def scene_with_ids(index, split='train'):
   """A Shapes-Det scene and its instance-id map (object k has id k + 1)."""
   scene = shapes.det_scene(0, split, index)
   # Visible masks do not overlap.
-  return scene, joint_augment.instance_id_map(scene.masks)
+  return scene, shapes.instance_id_map(scene.masks)
 
 
 def run_tool(name, *args, timeout=300):
@@ -86,3 +87,24 @@ def run_tool(name, *args, timeout=300):
     timeout=timeout,
     env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'),
   )
+
+
+def write_pseudo_labels(path, count, spec):
+  """Pseudo-label records: Shapes scenes' true boxes with scores 0.2 .. 1."""
+  rng = np.random.default_rng(0)
+  with tf.io.TFRecordWriter(path) as writer:
+    for index in range(count):
+      scene = shapes.det_scene(0, 'unlabeled', index, spec)
+      size = spec.image_size
+      scores = rng.uniform(0.2, 1.0, len(scene.classes)).astype(np.float32)
+      writer.write(
+        schema.pseudo_label_example(
+          str(index).encode(),
+          embedded.encode_jpeg(scene.image),
+          size,
+          size,
+          scene.boxes / size,
+          scene.classes,
+          scores,
+        ).SerializeToString()
+      )

@@ -1,7 +1,13 @@
-"""The self-training pipeline end to end: stages, fair control, resumption."""
+"""The self-training pipeline end to end: stages, fair control, resumption.
+
+One pipeline is killed once its pseudo labels are written, then resumed (the
+module fixture); each test checks one thing about that run, or reruns a copy.
+"""
 
 import json
 import os
+import re
+import shutil
 import sys
 
 from helpers import REPO
@@ -9,34 +15,51 @@ from helpers import run_train
 from helpers import sigkill_when
 import pytest
 
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
 TINY_PIPELINE = os.path.join(REPO, 'tests', 'testdata', 'tiny_selftrain.gin')
 
 
-@pytest.mark.slow
-def test_killed_pipeline_resumes_and_writes_summary(data_dir, tmp_path):
-  model_dir = str(tmp_path / 'st')
-  args = [f'--gin_file={TINY_PIPELINE}', f'--model_dir={model_dir}']
+def _args(model_dir):
+  return [f'--gin_file={TINY_PIPELINE}', f'--model_dir={model_dir}']
+
+
+@pytest.fixture(scope='module')
+def resumed(data_dir, tmp_path_factory):
+  """(model_dir, result): a pipeline SIGKILLed after its export, rerun."""
+  model_dir = str(tmp_path_factory.mktemp('pipeline') / 'st')
   env = dict(os.environ, SELFTRAIN_DATA_DIR=data_dir, TF_CPP_MIN_LOG_LEVEL='2')
   manifest = os.path.join(model_dir, 'round1', 'pseudo_labels', 'manifest.json')
   sigkill_when(
-    [sys.executable, '-m', 'official_selftrain.train', *args],
+    [sys.executable, '-m', 'official_selftrain.train', *_args(model_dir)],
     lambda: os.path.exists(manifest),
     env,
     'pipeline',
   )
   assert not os.path.exists(os.path.join(model_dir, 'summary.json'))
+  result = run_train(_args(model_dir), data_dir)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return model_dir, result
 
-  resumed = run_train(args, data_dir)
-  assert resumed.returncode == 0, resumed.stderr[-3000:]
-  assert '[pipeline] teacher: complete' in resumed.stderr
-  assert '[pipeline] pseudo labels: complete' in resumed.stderr
-  assert 'round 1 student: training 4 steps' in resumed.stderr
-  assert 'control (teacher + same steps, human labels): training 4' in (
-    resumed.stderr
-  )
-  assert 'student - max(teacher, control)' in resumed.stdout
+
+def _summary(model_dir):
   with open(os.path.join(model_dir, 'summary.json')) as f:
-    summary = json.load(f)
+    return json.load(f)
+
+
+def test_killed_pipeline_resumes_the_unfinished_stages(resumed):
+  _, result = resumed
+  assert '[pipeline] teacher: complete' in result.stderr
+  assert '[pipeline] pseudo labels: complete' in result.stderr
+  assert 'round 1 student: training 4 steps' in result.stderr
+  assert 'control (teacher + same steps, human labels): training 4' in (
+    result.stderr
+  )
+  assert 'student - max(teacher, control)' in result.stdout
+
+
+def test_summary_reports_every_arm(resumed):
+  summary = _summary(resumed[0])
   for arm in ('teacher', 'supervised_same_steps', 'student'):
     assert set(summary[arm]) >= {'AP', 'AP50', 'step'}, arm
   assert summary['teacher']['step'] == 6
@@ -44,44 +67,66 @@ def test_killed_pipeline_resumes_and_writes_summary(data_dir, tmp_path):
     summary['student']['step'] == summary['supervised_same_steps']['step'] == 4
   )
   assert summary['pseudo_labels']['images_written'] == 24
-  # The control is the student's run minus the pseudo labels.
-  with open(
-    os.path.join(model_dir, 'round1', 'supervised_same_steps', 'params.yaml')
-  ) as f:
+
+
+def test_control_is_the_student_run_without_pseudo_labels(resumed):
+  model_dir = resumed[0]
+  path = os.path.join(model_dir, 'round1', 'supervised_same_steps')
+  with open(os.path.join(path, 'params.yaml')) as f:
     control = f.read()
-  assert 'pseudo_label_data' not in control
+  for student_only in ('pseudo_label_data', 'pseudo_score_threshold', 'alpha'):
+    assert student_only not in control
+  assert 'pseudo_ignore_floor' not in control
   assert 'global_batch_size: 8' in control
   assert f'init_checkpoint: {model_dir}/teacher' in control
 
-  again = run_train(args, data_dir)
-  assert again.returncode == 0, again.stderr[-3000:]
-  assert again.stderr.count(': complete in ') == 4  # nothing is redone
 
-  # Killed after its last checkpoint but before its final evaluation: the
-  # stage is evaluated, not retrained, and the summary is complete again.
+def test_student_progress_line_shows_rates_and_eta(resumed):
+  """After its first loop, each student log line has steps/s, images/s and
+  an ETA, as the teacher's has."""
+  lines = [
+    line
+    for line in resumed[1].stderr.splitlines()
+    if re.search(r'student: \d+/4 steps', line)
+  ]
+  assert len(lines) == 2, lines
+  assert re.search(r'steps/s \| [\d.]+ images/s \|.*\| ETA ', lines[-1])
+
+
+def test_finished_pipeline_redoes_nothing(resumed, data_dir, tmp_path):
+  model_dir = str(tmp_path / 'copy')
+  shutil.copytree(resumed[0], model_dir)
+  again = run_train(_args(model_dir), data_dir)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert again.stderr.count(': complete in ') == 4
+
+
+def test_stage_killed_before_final_eval_is_evaluated(
+  resumed, data_dir, tmp_path
+):
+  """Killed after its last checkpoint but before its final evaluation: the
+  stage is evaluated, not retrained, and the summary is complete again."""
+  model_dir = str(tmp_path / 'copy')
+  shutil.copytree(resumed[0], model_dir)
   os.remove(os.path.join(model_dir, 'round1', 'student', 'eval_results.json'))
-  evaluated = run_train(args, data_dir)
+  evaluated = run_train(_args(model_dir), data_dir)
   assert evaluated.returncode == 0, evaluated.stderr[-3000:]
   assert 'round 1 student: trained, evaluating' in evaluated.stderr
-  with open(os.path.join(model_dir, 'summary.json')) as f:
-    assert json.load(f)['student']['step'] == 4
+  assert _summary(model_dir)['student']['step'] == 4
 
 
-@pytest.mark.slow
 def test_two_rounds_the_student_teaches_the_next_round(data_dir, tmp_path):
   model_dir = str(tmp_path / 'st2')
   result = run_train(
-    [
-      f'--gin_file={TINY_PIPELINE}',
-      f'--model_dir={model_dir}',
+    _args(model_dir)
+    + [
       '--gin_param=self_training_pipeline.rounds = 2',
       '--gin_param=self_training_pipeline.control = False',
     ],
     data_dir,
   )
   assert result.returncode == 0, result.stderr[-3000:]
-  with open(os.path.join(model_dir, 'summary.json')) as f:
-    summary = json.load(f)
+  summary = _summary(model_dir)
   assert len(summary['rounds']) == 2
   second = summary['rounds'][1]
   assert second['supervised_same_steps'] is None

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import sys
 
 from helpers import TINY_GIN
@@ -15,6 +16,8 @@ import tensorflow as tf
 
 from official_selftrain.data import embedded
 from official_selftrain.data import shapes
+
+pytestmark = pytest.mark.e2e
 
 BASE = [f'--gin_file={TINY_GIN}']
 
@@ -54,7 +57,7 @@ def test_coco_without_tfrecords_names_path_and_tool(data_dir, tmp_path):
   )
   assert result.returncode == 1
   assert f'{missing}/train-*' in result.stderr
-  assert 'tools/create_coco_tfrecords.py' in result.stderr
+  assert 'official_selftrain.tools.create_coco_tfrecords' in result.stderr
   assert not (tmp_path / 'm').exists() or not os.listdir(tmp_path / 'm')
 
 
@@ -143,13 +146,17 @@ def _own_data_args(tmp_path, bad_index):
 
 
 @pytest.mark.slow
-def test_corrupt_image_is_named_or_skipped_and_counted(data_dir, tmp_path):
+def test_corrupt_image_is_named(data_dir, tmp_path):
   args, train = _own_data_args(tmp_path, bad_index=3)
   failed = run_train(args, data_dir)
   assert failed.returncode == 1
   assert f'{train} record #3' in failed.stderr
   assert 'skip_corrupt_records' in failed.stderr
 
+
+@pytest.mark.slow
+def test_corrupt_image_is_skipped_and_counted_when_asked(data_dir, tmp_path):
+  args, train = _own_data_args(tmp_path, bad_index=3)
   skipped = run_train(
     args + ['--gin_param=detection_experiment.skip_corrupt_records=True'],
     data_dir,
@@ -159,15 +166,28 @@ def test_corrupt_image_is_named_or_skipped_and_counted(data_dir, tmp_path):
   assert f'{train} record #3' in skipped.stderr
 
 
-@pytest.mark.slow
-def test_eval_and_continuous_eval_beside_a_finished_trainer(data_dir, tmp_path):
-  model_dir = str(tmp_path / 'model')
-  args = BASE + [f'--model_dir={model_dir}']
-  trained = run_train(args + ['--mode=train'], data_dir)
+@pytest.fixture(scope='module')
+def trained_dir(data_dir, tmp_path_factory):
+  """A finished 6-step training run without evaluation."""
+  model_dir = str(tmp_path_factory.mktemp('trained') / 'model')
+  trained = run_train(
+    BASE + [f'--model_dir={model_dir}', '--mode=train'], data_dir
+  )
   assert trained.returncode == 0, trained.stderr[-3000:]
-  for mode in ('eval', 'continuous_eval'):
-    result = run_train(args + [f'--mode={mode}'], data_dir)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert 'eval @ step 6: AP' in result.stdout, mode
+  return model_dir
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('mode', ['eval', 'continuous_eval'])
+def test_evaluation_beside_a_finished_trainer(
+  mode, trained_dir, data_dir, tmp_path
+):
+  model_dir = str(tmp_path / 'model')
+  shutil.copytree(trained_dir, model_dir)
+  result = run_train(
+    BASE + [f'--model_dir={model_dir}', f'--mode={mode}'], data_dir
+  )
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'eval @ step 6: AP' in result.stdout
   with open(os.path.join(model_dir, 'eval_results.json')) as f:
-    assert [r['step'] for r in json.load(f)] == [6, 6]
+    assert [r['step'] for r in json.load(f)] == [6]

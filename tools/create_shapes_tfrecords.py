@@ -1,61 +1,11 @@
-r"""Generates the embedded Shapes-Det (and optionally Shapes-Cls) TFRecords.
+"""Generates the embedded Shapes data a gin experiment reads.
 
-The training entry does this on demand; this tool does it ahead of time, for
-exactly the data a gin experiment reads:
-
-  python tools/create_shapes_tfrecords.py --gin_file=shapes_s1.gin
-  python tools/create_shapes_tfrecords.py --gin_file=shapes_s1.gin \
-      --shapes_cls_train=20000 --shapes_cls_val=1000
-
-Output goes under $SELFTRAIN_DATA_DIR (default ~/.cache/official_selftrain), or
-the `shapes_det.data_dir` binding. Each split is written under a temporary name
-and renamed when complete, so an interrupted run is redone, not reused.
+A thin entry point for a source checkout; the tool is
+`official_selftrain/tools/create_shapes_tfrecords.py`, installed as
+`python -m official_selftrain.tools.create_shapes_tfrecords` and `official_selftrain_create_shapes_tfrecords`.
 """
 
-import time
-
-from absl import app
-from absl import flags
-from absl import logging
-
-from official_selftrain import train
-from official_selftrain.configs import experiment as experiment_lib
-from official_selftrain.data import embedded
-
-flags.DEFINE_integer(
-  'shapes_cls_train', 0, 'Also write this many Shapes-Cls train images.'
-)
-flags.DEFINE_integer(
-  'shapes_cls_val', 0, 'Also write this many Shapes-Cls val images.'
-)
-flags.DEFINE_integer('shapes_cls_image_size', 128, 'Shapes-Cls image side.')
-
-FLAGS = flags.FLAGS
-
-
-def main(argv):
-  del argv
-  start = time.time()
-  experiment_lib.register_configurables()
-  train.parse_gin(FLAGS.gin_file or ['shapes_s1.gin'], FLAGS.gin_param)
-  experiment = experiment_lib.build()
-  experiment.prepare()
-  config = experiment.config
-  print(f'Shapes-Det train: {config.task.train_data.input_path}')
-  print(f'Shapes-Det val:   {config.task.validation_data.input_path}')
-  print(f'COCO-format val annotations: {config.task.annotation_file}')
-  data_dir = embedded.default_data_dir()
-  for split, count in (
-    ('train', FLAGS.shapes_cls_train),
-    ('val', FLAGS.shapes_cls_val),
-  ):
-    if count:
-      path = embedded.shapes_cls_split(
-        data_dir, split, count, image_size=FLAGS.shapes_cls_image_size
-      )
-      print(f'Shapes-Cls {split}: {path}')
-  logging.info('Done in %.1fs.', time.time() - start)
-
+from official_selftrain.tools import create_shapes_tfrecords
 
 if __name__ == '__main__':
-  app.run(main)
+  create_shapes_tfrecords.entry()

@@ -1,10 +1,13 @@
-"""Gin front for detection: bindings in, a Model Garden ExperimentConfig out.
+"""Detection configs: the task's dataclasses and the gin builders that fill them.
 
-A gin file reads like a row of the paper's tables; this module turns it into
-the `official.core.config_definitions.ExperimentConfig` that Model Garden's
-task and Orbit trainer run. `--print_config` prints both.
+The dataclasses extend Model Garden's RetinaNet configs (`official.vision.
+configs.retinanet`) with this project's fields; `tasks/detection.py` runs them.
+A gin file reads like a row of the paper's tables; the builders below turn it
+into the `official.core.config_definitions.ExperimentConfig` that Model
+Garden's task and Orbit trainer run. `--print_config` prints both.
 """
 
+import dataclasses
 import math
 from typing import Any
 from typing import Dict
@@ -13,6 +16,7 @@ from typing import Sequence
 
 import gin
 from official.core import config_definitions as cfg
+from official.modeling import hyperparams
 from official.modeling import optimization
 from official.vision.configs import backbones
 from official.vision.configs import common
@@ -22,7 +26,91 @@ from official.vision.configs import retinanet as retinanet_cfg
 from official_selftrain.configs import experiment as experiment_lib
 from official_selftrain.data import datasets
 from official_selftrain.ops import augment_policies
-from official_selftrain.tasks import detection
+
+
+@dataclasses.dataclass
+class ParserConfig(retinanet_cfg.Parser):
+  """Model Garden's RetinaNet parser config, plus the policy's two rules.
+
+  Attributes:
+    min_visible: boxes left with less of their area in frame are dropped.
+    augment_reference_size: image long side the policy's pixel constants are
+      meant for (None: use them as pixels); see `augment_policies`.
+  """
+
+  min_visible: float = 0.25
+  augment_reference_size: Optional[float] = 640
+
+
+@dataclasses.dataclass
+class DetectionDataConfig(retinanet_cfg.DataConfig):
+  parser: ParserConfig = dataclasses.field(default_factory=ParserConfig)
+
+
+@dataclasses.dataclass
+class DetectionTaskConfig(retinanet_cfg.RetinaNetTask):
+  """Model Garden's RetinaNet task config, plus how to treat corrupt images.
+
+  Attributes:
+    skip_corrupt_records: scan the input files first, then skip (and count)
+      records whose image does not decode instead of failing on them.
+    corrupt_records_cache_dir: where the scan result is kept ('' = no cache).
+  """
+
+  train_data: DetectionDataConfig = dataclasses.field(
+    default_factory=lambda: DetectionDataConfig(is_training=True)
+  )
+  validation_data: DetectionDataConfig = dataclasses.field(
+    default_factory=lambda: DetectionDataConfig(is_training=False)
+  )
+  skip_corrupt_records: bool = False
+  corrupt_records_cache_dir: str = ''
+
+
+def fields_of(reference: hyperparams.Config, values: Dict[str, Any]):
+  """The entries of `values` that are fields of `reference`, recursively.
+
+  Derives a config of a base type from one of a subclass (a student's task,
+  with its self-training fields, to a supervised one) from the dataclass
+  fields themselves, so a field added to the subclass can never leak. A
+  one-of config (backbone, decoder) is taken whole: its chosen branch need not
+  be the reference's default.
+
+  Args:
+    reference: a config of the target type.
+    values: a nested dict, e.g. `config.as_dict()` of a subclass.
+
+  Returns:
+    The nested dict restricted to the reference's fields.
+  """
+  kept = {}
+  for key, value in values.items():
+    if not hasattr(reference, key):
+      continue
+    field = getattr(reference, key)
+    if (
+      isinstance(field, hyperparams.Config)
+      and not isinstance(field, hyperparams.OneOfConfig)
+      and isinstance(value, dict)
+    ):
+      value = fields_of(field, value)
+    kept[key] = value
+  return kept
+
+
+def supervised_task_config(task: Dict[str, Any]) -> 'DetectionTaskConfig':
+  """The supervised detection task within any detection task's settings.
+
+  Args:
+    task: a task config as a dict (a `DetectionTaskConfig`, a student's
+      `SelfTrainingTaskConfig`, or a `params.yaml` section of either).
+
+  Returns:
+    A `DetectionTaskConfig` with every field the dict shares with it.
+  """
+  config = DetectionTaskConfig()
+  config.override(fields_of(config, task), is_strict=True)
+  return config
 
 
 @gin.configurable
@@ -221,7 +309,7 @@ def detection_experiment(
     preparation step.
   """
   policy_config = augment_policies.augment_policy(name=policy)
-  train_data = detection.DetectionDataConfig(
+  train_data = DetectionDataConfig(
     input_path=data.train_pattern,
     is_training=True,
     global_batch_size=train_batch_size,
@@ -229,14 +317,14 @@ def detection_experiment(
     shuffle_buffer_size=shuffle_buffer_size,
   )
   policy_config.apply_to(train_data.parser)
-  validation_data = detection.DetectionDataConfig(
+  validation_data = DetectionDataConfig(
     input_path=data.val_pattern,
     is_training=False,
     drop_remainder=False,
     global_batch_size=eval_batch_size,
     dtype=input_dtype,
   )
-  task = detection.DetectionTaskConfig(
+  task = DetectionTaskConfig(
     model=retinanet_model(num_classes=data.num_classes),
     train_data=train_data,
     validation_data=validation_data,

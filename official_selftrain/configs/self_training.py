@@ -1,4 +1,4 @@
-"""Gin front for the student: a detection experiment plus pseudo labels.
+"""Student configs: the task's dataclasses, its batch split and gin builder.
 
 The student shares every `detection_experiment` / `retinanet_model` binding with
 its teacher (same architecture, policy and schedule shape, as in the paper) and
@@ -6,16 +6,102 @@ adds its own: steps, the human:pseudo ratio, the read-time threshold, alpha, the
 EMA decay, Loss Normalization on/off, and where it starts from.
 """
 
+import dataclasses
 from typing import Optional
 
 import gin
 from official.vision.configs import common
+from official.vision.dataloaders import input_reader
 
-from official_selftrain.configs import detection as detection_configs
+from official_selftrain.configs import detection as detection_cfg
 from official_selftrain.configs import experiment as experiment_lib
 from official_selftrain.losses import loss_normalization as ln
-from official_selftrain.tasks import detection
-from official_selftrain.tasks import self_training
+
+
+@dataclasses.dataclass
+class SelfTrainingDataConfig(detection_cfg.DetectionDataConfig):
+  """Train data: human-labelled input_path plus the pseudo-labelled set."""
+
+  pseudo_label_data: common.PseudoLabelDataConfig = dataclasses.field(
+    default_factory=common.PseudoLabelDataConfig
+  )
+
+
+@dataclasses.dataclass
+class SelfTrainingTaskConfig(detection_cfg.DetectionTaskConfig):
+  """The student's task.
+
+  Attributes:
+    train_data: human + pseudo-labelled data (data_ratio 1.0 = half and half).
+    pseudo_score_threshold: pseudo boxes scored below this are not labels.
+    pseudo_ignore_floor: if set, pseudo boxes scored in [floor, threshold) are
+      ignore regions rather than background (beyond the paper; None: off).
+    alpha: weight of the pseudo loss, a.
+    ema_decay: decay of the loss EMAs (0.9997).
+    loss_normalization: Loss Normalization (True) or the plain L_h + a * L_p.
+  """
+
+  train_data: SelfTrainingDataConfig = dataclasses.field(
+    default_factory=lambda: SelfTrainingDataConfig(is_training=True)
+  )
+  pseudo_score_threshold: float = 0.5
+  pseudo_ignore_floor: Optional[float] = None
+  alpha: float = 1.0
+  ema_decay: float = ln.EMA_DECAY
+  loss_normalization: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchSplit:
+  """The student's batch: `human` human-labelled images, then `pseudo` ones.
+
+  Global counts (all replicas). Model Garden's combination reader builds each
+  replica's batch as [human | pseudo] from the train data config; `of` reads
+  the split back with the reader's own rule, so config, reader and loss agree.
+  """
+
+  human: int
+  pseudo: int
+
+  @classmethod
+  def from_ratio(cls, human: int, pseudo_ratio: float) -> 'BatchSplit':
+    """`pseudo_ratio` pseudo-labelled images per human one (1.0: half/half)."""
+    return cls(human, int(round(human * pseudo_ratio)))
+
+  @classmethod
+  def of(cls, train_data: SelfTrainingDataConfig) -> 'BatchSplit':
+    """The split Model Garden's combination reader makes of `train_data`."""
+    human, pseudo = input_reader.calculate_batch_sizes(
+      train_data.global_batch_size,
+      train_data.pseudo_label_data.data_ratio,
+      train_data.pseudo_label_data.global_batch_size,
+    )
+    return cls(human, pseudo)
+
+  @property
+  def total(self) -> int:
+    return self.human + self.pseudo
+
+  def per_replica(self, num_replicas: int) -> 'BatchSplit':
+    """Each replica's share (the reader divides both parts evenly)."""
+    if self.human % num_replicas or self.pseudo % num_replicas:
+      raise ValueError(
+        f'{self} does not divide evenly over {num_replicas} replicas.'
+      )
+    return BatchSplit(self.human // num_replicas, self.pseudo // num_replicas)
+
+  def apply_to(self, train_data: SelfTrainingDataConfig) -> None:
+    """Sets the batch sizes and ratio of `train_data` to this split."""
+    if self.human < 1 or self.pseudo < 1:
+      raise ValueError(f'{self}: the student needs both halves.')
+    train_data.global_batch_size = self.total
+    train_data.pseudo_label_data.global_batch_size = self.pseudo
+    train_data.pseudo_label_data.data_ratio = self.pseudo / self.human
+    if BatchSplit.of(train_data) != self:
+      raise ValueError(
+        f"{self} is not a split Model Garden's reader can make "
+        f'(it reads {BatchSplit.of(train_data)}); choose another ratio.'
+      )
 
 
 @gin.configurable
@@ -70,19 +156,18 @@ def self_training_experiment(
         'self_training_experiment.init_from_teacher needs teacher_dir.'
       )
     overrides.update(init_checkpoint=teacher_dir, init_checkpoint_modules='all')
-  base = detection_configs.detection_experiment(**overrides)
+  base = detection_cfg.detection_experiment(**overrides)
   config = base.config
-  human = human_batch_size or config.task.train_data.global_batch_size
-  pseudo = int(round(human * pseudo_ratio))
-  task = self_training.SelfTrainingTaskConfig()
-  task.override(config.task.as_dict(), is_strict=False)
-  task.train_data.global_batch_size = human + pseudo
+  task = SelfTrainingTaskConfig()
+  task.override(config.task.as_dict(), is_strict=True)
   task.train_data.pseudo_label_data = common.PseudoLabelDataConfig(
     input_path=pseudo_label_pattern,
-    data_ratio=pseudo / human,
-    global_batch_size=pseudo,
     shuffle_buffer_size=config.task.train_data.shuffle_buffer_size,
   )
+  split = BatchSplit.from_ratio(
+    human_batch_size or config.task.train_data.global_batch_size, pseudo_ratio
+  )
+  split.apply_to(task.train_data)
   task.pseudo_score_threshold = pseudo_score_threshold
   task.pseudo_ignore_floor = pseudo_ignore_floor
   task.alpha = alpha
@@ -94,7 +179,7 @@ def self_training_experiment(
 
 
 def supervised_control(
-  student: experiment_lib.Experiment, human_batch_size: int
+  student: experiment_lib.Experiment,
 ) -> experiment_lib.Experiment:
   """The fair control: the student's run without the pseudo-labelled half.
 
@@ -104,24 +189,13 @@ def supervised_control(
 
   Args:
     student: the student experiment.
-    human_batch_size: the student's human images per batch.
 
   Returns:
     A supervised Experiment.
   """
   config = student.config.replace()
-  task = detection.DetectionTaskConfig()
-  student_task = config.task.as_dict()
-  student_task['train_data'].pop('pseudo_label_data')
-  for key in (
-    'pseudo_score_threshold',
-    'alpha',
-    'ema_decay',
-    'loss_normalization',
-  ):
-    student_task.pop(key)
-  task.override(student_task, is_strict=False)
-  task.train_data.global_batch_size = human_batch_size
-  config.task = task
+  human = BatchSplit.of(config.task.train_data).human
+  config.task = detection_cfg.supervised_task_config(config.task.as_dict())
+  config.task.train_data.global_batch_size = human
   config.validate()
   return experiment_lib.Experiment(config=config, prepare=student.prepare)

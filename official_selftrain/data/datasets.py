@@ -14,6 +14,7 @@ import gin
 import tensorflow as tf
 
 from official_selftrain.data import embedded
+from official_selftrain.data import pools
 from official_selftrain.data import shapes
 
 
@@ -51,12 +52,6 @@ class DetectionData:
   def prepare(self) -> None:
     if self.prepare_fn is not None:
       self.prepare_fn()
-
-
-def _split_paths(data_dir, seed, spec, split, num):
-  key = embedded.shapes_det_dir_name(seed, spec)
-  directory = os.path.join(data_dir, key, f'{split}_{num}')
-  return directory, os.path.join(directory, 'data-*.tfrecord')
 
 
 @gin.configurable
@@ -100,10 +95,10 @@ def shapes_det(
     max_object_size=max_object_size,
   )
   labelled = max(1, int(round(num_train * label_fraction)))
-  train_dir, train_pattern = _split_paths(
-    data_dir, seed, spec, 'train', labelled
+  train_dir = embedded.shapes_det_split_dir(
+    data_dir, 'train', labelled, seed, spec
   )
-  val_dir, val_pattern = _split_paths(data_dir, seed, spec, 'val', num_val)
+  val_dir = embedded.shapes_det_split_dir(data_dir, 'val', num_val, seed, spec)
 
   def prepare():
     embedded.shapes_det_split(data_dir, 'train', labelled, seed, spec)
@@ -111,8 +106,8 @@ def shapes_det(
 
   return DetectionData(
     name='shapes_det',
-    train_pattern=train_pattern,
-    val_pattern=val_pattern,
+    train_pattern=embedded.split_records(train_dir),
+    val_pattern=embedded.split_records(val_dir),
     annotation_file=os.path.join(val_dir, 'annotations.json'),
     num_classes=len(spec.classes) + 1,
     num_train=labelled,
@@ -155,9 +150,13 @@ def coco(
         raise MissingDatasetError(
           f'No COCO {what} match {path!r} (gin binding coco.data_dir='
           f'{data_dir!r}). Make them with:\n  python '
-          'tools/create_coco_tfrecords.py --image_dir=<train2017|val2017> '
-          '--annotation_file=<instances_*.json> '
-          f'--output_prefix={data_dir}/<train|val>\n'
+          '-m official_selftrain.tools.create_coco_tfrecords '
+          '--image_dir=<coco>/train2017 '
+          '--object_annotations_file=<coco>/annotations/'
+          'instances_train2017.json '
+          f'--output_file_prefix={data_dir}/train --num_shards=256\n'
+          '(and the same with val2017, instances_val2017.json, '
+          f'--output_file_prefix={data_dir}/val --num_shards=32), '
           'or bind coco.data_dir to where they are.'
         )
     if not tf.io.gfile.exists(annotations):
@@ -249,9 +248,6 @@ def shapes_det_pool(
   Returns:
     A TFRecordPool with a `prepare` that generates it.
   """
-  # pylint: disable=g-import-not-at-top
-  from official_selftrain.pseudo_labels import sources
-
   data_dir = data_dir or embedded.default_data_dir()
   spec = shapes.SceneSpec(
     image_size=image_size,
@@ -259,12 +255,11 @@ def shapes_det_pool(
     min_object_size=min_object_size,
     max_object_size=max_object_size,
   )
-  directory, pattern = _split_paths(
-    data_dir, seed, spec, 'unlabeled', num_images
+  directory = embedded.shapes_det_split_dir(
+    data_dir, 'unlabeled', num_images, seed, spec
   )
-  del directory
-  return sources.TFRecordPool(
-    pattern,
+  return pools.TFRecordPool(
+    embedded.split_records(directory),
     name='shapes_det_pool',
     prepare_fn=lambda: embedded.shapes_det_split(
       data_dir, 'unlabeled', num_images, seed, spec
@@ -290,17 +285,12 @@ def shapes_cls_pool(
   Returns:
     A TFRecordPool with a `prepare` that generates it.
   """
-  # pylint: disable=g-import-not-at-top
-  from official_selftrain.pseudo_labels import sources
-
   data_dir = data_dir or embedded.default_data_dir()
-  directory = os.path.join(
-    data_dir,
-    embedded.shapes_cls_dir_name(seed, image_size),
-    f'unlabeled_{num_images}',
+  directory = embedded.shapes_cls_split_dir(
+    data_dir, 'unlabeled', num_images, seed, image_size
   )
-  return sources.TFRecordPool(
-    os.path.join(directory, 'data-*.tfrecord'),
+  return pools.TFRecordPool(
+    embedded.split_records(directory),
     name='shapes_cls_pool',
     prepare_fn=lambda: embedded.shapes_cls_split(
       data_dir, 'unlabeled', num_images, seed, image_size

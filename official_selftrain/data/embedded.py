@@ -24,6 +24,7 @@ from PIL import Image
 from pycocotools import mask as mask_util
 import tensorflow as tf
 
+from official_selftrain import progress
 from official_selftrain.data import shapes
 
 # Bump when the drawing code changes, so stale caches are not reused.
@@ -39,7 +40,7 @@ def default_data_dir() -> str:
   )
 
 
-def _encode_jpeg(image: np.ndarray) -> bytes:
+def encode_jpeg(image: np.ndarray) -> bytes:
   with io.BytesIO() as out:
     Image.fromarray(image).save(out, format='JPEG', quality=JPEG_QUALITY)
     return out.getvalue()
@@ -65,7 +66,7 @@ def scene_to_tf_example(
   size_h, size_w = scene.image.shape[:2]
   builder = tf_example_builder.TfExampleBuilder()
   builder.add_encoded_image_feature(
-    _encode_jpeg(scene.image),
+    encode_jpeg(scene.image),
     'JPEG',
     size_h,
     size_w,
@@ -132,6 +133,57 @@ def _coco_annotations(
   }
 
 
+def shard_name(index: int, num_shards: int) -> str:
+  return f'data-{index:05d}-of-{num_shards:05d}.tfrecord'
+
+
+def split_records(split_dir: str) -> str:
+  """The glob of a written split's TFRecords."""
+  return os.path.join(split_dir, 'data-*.tfrecord')
+
+
+def _write_examples(
+  tmp_dir: str,
+  num_images: int,
+  make_scene: Callable[[int], shapes.Scene],
+  num_shards: int,
+  image_labels: bool,
+  with_masks: bool,
+  write_jpegs: bool,
+) -> List[shapes.Scene]:
+  """Writes the scenes round-robin into `num_shards` TFRecords; returns them
+  (they are needed for the COCO JSON)."""
+  writers = [
+    tf.io.TFRecordWriter(os.path.join(tmp_dir, shard_name(k, num_shards)))
+    for k in range(num_shards)
+  ]
+  status = progress.Progress(
+    os.path.basename(tmp_dir.split('.tmp-')[0]),
+    'images',
+    num_images,
+    every_seconds=10.0,
+  )
+  scenes = []
+  for index in range(num_images):
+    scene = make_scene(index)
+    image_id = index + 1
+    example = scene_to_tf_example(
+      scene,
+      str(image_id),
+      with_masks=with_masks,
+      image_label=shapes.scene_label(scene) if image_labels else None,
+    )
+    writers[index % num_shards].write(example.SerializeToString())
+    if write_jpegs:
+      with open(os.path.join(tmp_dir, 'images', f'{image_id}.jpg'), 'wb') as f:
+        f.write(encode_jpeg(scene.image))
+    scenes.append(scene)
+    status.update(index + 1, force=index + 1 == num_images)
+  for writer in writers:
+    writer.close()
+  return scenes
+
+
 def write_split(
   output_dir: str,
   num_images: int,
@@ -169,44 +221,19 @@ def write_split(
   if write_jpegs:
     os.makedirs(os.path.join(tmp_dir, 'images'))
   start = time.time()
-  writers = [
-    tf.io.TFRecordWriter(
-      os.path.join(tmp_dir, f'data-{k:05d}-of-{num_shards:05d}.tfrecord')
-    )
-    for k in range(num_shards)
-  ]
-  kept_scenes, ids = [], []
-  for index in range(num_images):
-    scene = make_scene(index)
-    image_id = index + 1
-    example = scene_to_tf_example(
-      scene,
-      str(image_id),
-      with_masks=with_masks,
-      image_label=shapes.scene_label(scene) if image_labels else None,
-    )
-    writers[index % num_shards].write(example.SerializeToString())
-    if write_jpegs:
-      with open(os.path.join(tmp_dir, 'images', f'{image_id}.jpg'), 'wb') as f:
-        f.write(_encode_jpeg(scene.image))
-    if coco_json:
-      kept_scenes.append(scene)
-      ids.append(image_id)
-    if (index + 1) % 500 == 0:
-      rate = (index + 1) / (time.time() - start)
-      logging.info(
-        '%s: %d/%d images, %.0f images/s, ETA %.0fs',
-        os.path.basename(output_dir),
-        index + 1,
-        num_images,
-        rate,
-        (num_images - index - 1) / rate,
-      )
-  for writer in writers:
-    writer.close()
+  scenes = _write_examples(
+    tmp_dir,
+    num_images,
+    make_scene,
+    num_shards,
+    image_labels,
+    with_masks,
+    write_jpegs,
+  )
   if coco_json:
+    ids = list(range(1, num_images + 1))
     with open(os.path.join(tmp_dir, 'annotations.json'), 'w') as f:
-      json.dump(_coco_annotations(kept_scenes, ids, class_names), f)
+      json.dump(_coco_annotations(scenes, ids, class_names), f)
   with open(os.path.join(tmp_dir, 'DONE'), 'w') as f:
     json.dump({'num_images': num_images, 'seconds': time.time() - start}, f)
   shutil.rmtree(output_dir, ignore_errors=True)
@@ -228,6 +255,15 @@ def shapes_det_dir_name(seed: int, spec: shapes.SceneSpec) -> str:
   )
 
 
+def shapes_det_split_dir(
+  data_dir: str, split: str, num_images: int, seed: int, spec: shapes.SceneSpec
+) -> str:
+  """Where a Shapes-Det split lives in the cache (the one place that says)."""
+  return os.path.join(
+    data_dir, shapes_det_dir_name(seed, spec), f'{split}_{num_images}'
+  )
+
+
 def shapes_det_split(
   data_dir: str,
   split: str,
@@ -242,11 +278,8 @@ def shapes_det_split(
   A smaller split of the same seed is a prefix of a larger one, so the 20% and
   50% label fractions are subsets of the 100% set, as in the paper's Table 3.
   """
-  output_dir = os.path.join(
-    data_dir, shapes_det_dir_name(seed, spec), f'{split}_{num_images}'
-  )
   return write_split(
-    output_dir,
+    shapes_det_split_dir(data_dir, split, num_images, seed, spec),
     num_images,
     lambda i: shapes.det_scene(seed, split, i, spec),
     num_shards=num_shards,
@@ -260,6 +293,15 @@ def shapes_cls_dir_name(seed: int, image_size: int) -> str:
   return f'shapes_cls_v{GENERATOR_VERSION}_seed{seed}_{image_size}px'
 
 
+def shapes_cls_split_dir(
+  data_dir: str, split: str, num_images: int, seed: int, image_size: int
+) -> str:
+  """Where a Shapes-Cls split lives in the cache."""
+  return os.path.join(
+    data_dir, shapes_cls_dir_name(seed, image_size), f'{split}_{num_images}'
+  )
+
+
 def shapes_cls_split(
   data_dir: str,
   split: str,
@@ -269,11 +311,8 @@ def shapes_cls_split(
   num_shards: int = 4,
 ) -> str:
   """Ensures a Shapes-Cls split exists on disk; returns its directory."""
-  output_dir = os.path.join(
-    data_dir, shapes_cls_dir_name(seed, image_size), f'{split}_{num_images}'
-  )
   return write_split(
-    output_dir,
+    shapes_cls_split_dir(data_dir, split, num_images, seed, image_size),
     num_images,
     lambda i: shapes.cls_image(seed, split, i, image_size),
     num_shards=num_shards,

@@ -97,63 +97,41 @@ def _star(points: int = 5, inner: float = 0.45) -> np.ndarray:
   return np.stack([radius * np.cos(angles), radius * np.sin(angles)], axis=1)
 
 
+_A = 0.33  # half width of the cross's arms
+# Outline polygons of each shape in [-1, 1]^2; later ones are holes.
+# fmt: off
+_POINTS = {
+  'cross': [(-_A, -1), (_A, -1), (_A, -_A), (1, -_A), (1, _A), (_A, _A),
+            (_A, 1), (-_A, 1), (-_A, _A), (-1, _A), (-1, -_A), (-_A, -_A)],
+  'diamond': [(0, -1), (0.55, 0), (0, 1), (-0.55, 0)],
+  'arrow': [(-1, -0.25), (0.2, -0.25), (0.2, -0.6), (1, 0), (0.2, 0.6),
+            (0.2, 0.25), (-1, 0.25)],
+  'trapezoid': [(-1, 0.6), (1, 0.6), (0.5, -0.6), (-0.5, -0.6)],
+}
+_OUTLINES = {
+  'circle': lambda: [_regular_polygon(40)],
+  'triangle': lambda: [_regular_polygon(3, -math.pi / 2)],
+  'square': lambda: [_regular_polygon(4, math.pi / 4) * math.sqrt(2) * 0.85],
+  'star': lambda: [_star()],
+  'cross': lambda: [np.array(_POINTS['cross'])],
+  'ring': lambda: [_regular_polygon(40), _regular_polygon(40) * 0.55],
+  'pentagon': lambda: [_regular_polygon(5, -math.pi / 2)],
+  'hexagon': lambda: [_regular_polygon(6)],
+  'diamond': lambda: [np.array(_POINTS['diamond'])],
+  'arrow': lambda: [np.array(_POINTS['arrow'])],
+  'crescent': lambda: [
+    _regular_polygon(40), _regular_polygon(40) * 0.85 + (0.35, -0.1)
+  ],
+  'trapezoid': lambda: [np.array(_POINTS['trapezoid'])],
+}
+# fmt: on
+
+
 def _unit_outlines(name: str) -> List[np.ndarray]:
   """Outline polygons of a shape in [-1, 1]^2; later ones are holes."""
-  if name == 'circle':
-    return [_regular_polygon(40)]
-  if name == 'triangle':
-    return [_regular_polygon(3, -math.pi / 2)]
-  if name == 'square':
-    return [_regular_polygon(4, math.pi / 4) * math.sqrt(2) * 0.85]
-  if name == 'star':
-    return [_star()]
-  if name == 'cross':
-    a = 0.33
-    return [
-      np.array(
-        [
-          (-a, -1),
-          (a, -1),
-          (a, -a),
-          (1, -a),
-          (1, a),
-          (a, a),
-          (a, 1),
-          (-a, 1),
-          (-a, a),
-          (-1, a),
-          (-1, -a),
-          (-a, -a),
-        ]
-      )
-    ]
-  if name == 'ring':
-    return [_regular_polygon(40), _regular_polygon(40) * 0.55]
-  if name == 'pentagon':
-    return [_regular_polygon(5, -math.pi / 2)]
-  if name == 'hexagon':
-    return [_regular_polygon(6)]
-  if name == 'diamond':
-    return [np.array([(0, -1), (0.55, 0), (0, 1), (-0.55, 0)])]
-  if name == 'arrow':
-    return [
-      np.array(
-        [
-          (-1, -0.25),
-          (0.2, -0.25),
-          (0.2, -0.6),
-          (1, 0),
-          (0.2, 0.6),
-          (0.2, 0.25),
-          (-1, 0.25),
-        ]
-      )
-    ]
-  if name == 'crescent':
-    return [_regular_polygon(40), _regular_polygon(40) * 0.85 + (0.35, -0.1)]
-  if name == 'trapezoid':
-    return [np.array([(-1, 0.6), (1, 0.6), (0.5, -0.6), (-0.5, -0.6)])]
-  raise ValueError(f'Unknown shape {name!r}; known: {CLS_CLASSES}')
+  if name not in _OUTLINES:
+    raise ValueError(f'Unknown shape {name!r}; known: {CLS_CLASSES}')
+  return _OUTLINES[name]()
 
 
 def _draw_shape_mask(
@@ -344,3 +322,13 @@ def cls_image(
 def scene_label(scene: Scene) -> Optional[int]:
   """The image-level label of an iconic Shapes-Cls image."""
   return int(scene.classes[0]) if len(scene.classes) else None
+
+
+def instance_id_map(masks, threshold: float = 0.5) -> np.ndarray:
+  """[N, H, W] instance masks -> [H, W] uint8 label map, object k as k + 1,
+  0 elsewhere (a later mask wins where masks overlap)."""
+  masks = np.asarray(masks)
+  ids = np.zeros(masks.shape[1:], np.uint8)
+  for k, mask in enumerate(masks):
+    ids[mask > threshold] = k + 1
+  return ids

@@ -27,12 +27,12 @@ from typing import Tuple
 import gin
 from official.vision.configs import common
 
-from official_selftrain.ops import joint_augment
+from official_selftrain.ops import autoaugment_tables
 
 POLICIES = ('S1', 'S2', 'S3', 'S4', 'none')
 # Detection AutoAugment versions: v0 (Model Garden's), v1-v3 (ours, the
 # released policies with the box-only ops Model Garden lacks).
-AUTOAUGMENT_VERSIONS = joint_augment.DETECTION_VERSIONS
+AUTOAUGMENT_VERSIONS = autoaugment_tables.DETECTION_VERSIONS
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,12 +8,15 @@ does), so the teacher labels the pool exactly as it is evaluated.
 """
 
 import os
+from typing import Any
 from typing import Dict
+from typing import List
 from typing import Optional
 
 from absl import logging
 from official.core import config_definitions as cfg
 from official.modeling import hyperparams
+from official.vision.configs import retinanet as retinanet_cfg
 from official.vision.modeling import factory
 from official.vision.ops import anchor
 from official.vision.ops import box_ops
@@ -21,7 +24,7 @@ from official.vision.ops import preprocess_ops
 import tensorflow as tf
 import tf_keras
 
-from official_selftrain.tasks import detection
+from official_selftrain.configs import detection as detection_cfg
 
 
 class NoCheckpointError(FileNotFoundError):
@@ -29,7 +32,11 @@ class NoCheckpointError(FileNotFoundError):
 
 
 def load_experiment_config(model_dir: str) -> cfg.ExperimentConfig:
-  """Reads the `params.yaml` a training run wrote into its model_dir."""
+  """Reads the `params.yaml` a training run wrote into its model_dir.
+
+  A student's task has self-training fields a detection task lacks; the
+  model, data and runtime sections are what the teacher needs.
+  """
   path = os.path.join(model_dir, 'params.yaml')
   if not tf.io.gfile.exists(path):
     raise NoCheckpointError(
@@ -37,13 +44,10 @@ def load_experiment_config(model_dir: str) -> cfg.ExperimentConfig:
       'official_selftrain.train (or training never started there).'
     )
   params = hyperparams.read_yaml_to_params_dict(path).as_dict()
-  config = cfg.ExperimentConfig(task=detection.DetectionTaskConfig())
-  # A student's config has self-training fields a detection task lacks; the
-  # model, data and runtime sections are what the teacher needs.
-  task = {k: v for k, v in params['task'].items() if k in config.task.as_dict()}
-  config.override(
-    {'task': task, 'runtime': params.get('runtime', {})}, is_strict=False
+  config = cfg.ExperimentConfig(
+    task=detection_cfg.supervised_task_config(params['task'])
   )
+  config.override({'runtime': params.get('runtime', {})}, is_strict=False)
   return config
 
 
@@ -55,6 +59,69 @@ def latest_checkpoint(model_dir: str, checkpoint: Optional[str] = None) -> str:
       'first (python -m official_selftrain.train --model_dir=...).'
     )
   return path
+
+
+def _configure_nms(
+  generator: retinanet_cfg.DetectionGenerator,
+  score_floor: float,
+  nms_iou_threshold: float,
+  max_detections: int,
+  pre_nms_top_k: Optional[int],
+  nms_version: Optional[str],
+) -> Dict[str, Any]:
+  """Sets the teacher's NMS in `generator`; returns its settings."""
+  generator.pre_nms_score_threshold = score_floor
+  generator.nms_iou_threshold = nms_iou_threshold
+  generator.max_num_detections = max_detections
+  if pre_nms_top_k is not None:
+    generator.pre_nms_top_k = pre_nms_top_k
+  if nms_version is not None:
+    generator.nms_version = nms_version
+  return generator.as_dict()
+
+
+def _padded_size(input_size: List[int], max_level: int, pad: bool) -> List[int]:
+  """The model's input size: `input_size`, padded as the eval parser pads."""
+  if not pad:
+    return input_size
+  return preprocess_ops.compute_padded_size(input_size, 2**max_level)
+
+
+def _build_model(
+  model_config: retinanet_cfg.RetinaNet, padded_size: List[int]
+) -> tf_keras.Model:
+  return factory.build_retinanet(
+    input_specs=tf_keras.layers.InputSpec(
+      shape=[None] + list(padded_size) + [3]
+    ),
+    model_config=model_config,
+  )
+
+
+def _restore(model: tf_keras.Model, checkpoint: str) -> int:
+  """Restores `model` from `checkpoint`; returns the checkpoint's step."""
+  # The trainer saves the model's modules at the checkpoint's root too.
+  status = tf.train.Checkpoint(**model.checkpoint_items).read(checkpoint)
+  status.expect_partial().assert_existing_objects_matched()
+  status.assert_nontrivial_match()
+  return int(
+    tf.train.load_checkpoint(checkpoint).get_tensor(
+      'global_step/.ATTRIBUTES/VARIABLE_VALUE'
+    )
+  )
+
+
+def _anchors(
+  model_config: retinanet_cfg.RetinaNet, padded_size: List[int]
+) -> Dict[str, tf.Tensor]:
+  """The anchor boxes of every level, for one image of `padded_size`."""
+  return anchor.build_anchor_generator(
+    min_level=model_config.min_level,
+    max_level=model_config.max_level,
+    num_scales=model_config.anchor.num_scales,
+    aspect_ratios=model_config.anchor.aspect_ratios,
+    anchor_size=model_config.anchor.anchor_size,
+  )(image_size=padded_size)
 
 
 class Teacher:
@@ -90,51 +157,23 @@ class Teacher:
     self.config = load_experiment_config(model_dir)
     self.checkpoint = latest_checkpoint(model_dir, checkpoint)
     model_config = self.config.task.model
-    generator = model_config.detection_generator
-    generator.pre_nms_score_threshold = score_floor
-    generator.nms_iou_threshold = nms_iou_threshold
-    generator.max_num_detections = max_detections
-    if pre_nms_top_k is not None:
-      generator.pre_nms_top_k = pre_nms_top_k
-    if nms_version is not None:
-      generator.nms_version = nms_version
-    self.nms = generator.as_dict()
+    self.nms = _configure_nms(
+      model_config.detection_generator,
+      score_floor=score_floor,
+      nms_iou_threshold=nms_iou_threshold,
+      max_detections=max_detections,
+      pre_nms_top_k=pre_nms_top_k,
+      nms_version=nms_version,
+    )
+    parser = self.config.task.validation_data.parser
     self.input_size = list(model_config.input_size[:2])
-    self._pad = self.config.task.validation_data.parser.pad
-    self.padded_size = (
-      preprocess_ops.compute_padded_size(
-        self.input_size, 2**model_config.max_level
-      )
-      if self._pad
-      else self.input_size
+    self.padded_size = _padded_size(
+      self.input_size, model_config.max_level, parser.pad
     )
-    self.model = factory.build_retinanet(
-      input_specs=tf_keras.layers.InputSpec(
-        shape=[None] + list(self.padded_size) + [3]
-      ),
-      model_config=model_config,
-    )
-    # The trainer saves the model's modules at the checkpoint's root too.
-    status = tf.train.Checkpoint(**self.model.checkpoint_items).read(
-      self.checkpoint
-    )
-    status.expect_partial().assert_existing_objects_matched()
-    status.assert_nontrivial_match()
-    self.step = int(
-      tf.train.load_checkpoint(self.checkpoint).get_tensor(
-        'global_step/.ATTRIBUTES/VARIABLE_VALUE'
-      )
-    )
-    self._anchors = anchor.build_anchor_generator(
-      min_level=model_config.min_level,
-      max_level=model_config.max_level,
-      num_scales=model_config.anchor.num_scales,
-      aspect_ratios=model_config.anchor.aspect_ratios,
-      anchor_size=model_config.anchor.anchor_size,
-    )(image_size=self.padded_size)
-    self._keep_aspect_ratio = (
-      self.config.task.validation_data.parser.keep_aspect_ratio
-    )
+    self._keep_aspect_ratio = parser.keep_aspect_ratio
+    self.model = _build_model(model_config, self.padded_size)
+    self.step = _restore(self.model, self.checkpoint)
+    self._anchors = _anchors(model_config, self.padded_size)
     logging.info(
       'Teacher: %s (step %d), input %s',
       self.checkpoint,

@@ -15,7 +15,6 @@
 Everything else (model, anchors, COCO evaluation) is Model Garden's.
 """
 
-import dataclasses
 from typing import Any
 from typing import Mapping
 from typing import Optional
@@ -32,47 +31,9 @@ from official.vision.tasks import retinanet
 import tensorflow as tf
 import tf_keras
 
+from official_selftrain.configs import detection as detection_cfg
 from official_selftrain.data import parsers
 from official_selftrain.data import record_check
-
-
-@dataclasses.dataclass
-class ParserConfig(retinanet_cfg.Parser):
-  """Model Garden's RetinaNet parser config, plus the policy's two rules.
-
-  Attributes:
-    min_visible: boxes left with less of their area in frame are dropped.
-    augment_reference_size: image long side the policy's pixel constants are
-      meant for (None: use them as pixels); see `augment_policies`.
-  """
-
-  min_visible: float = 0.25
-  augment_reference_size: Optional[float] = 640
-
-
-@dataclasses.dataclass
-class DetectionDataConfig(retinanet_cfg.DataConfig):
-  parser: ParserConfig = dataclasses.field(default_factory=ParserConfig)
-
-
-@dataclasses.dataclass
-class DetectionTaskConfig(retinanet_cfg.RetinaNetTask):
-  """Model Garden's RetinaNet task config, plus how to treat corrupt images.
-
-  Attributes:
-    skip_corrupt_records: scan the input files first, then skip (and count)
-      records whose image does not decode instead of failing on them.
-    corrupt_records_cache_dir: where the scan result is kept ('' = no cache).
-  """
-
-  train_data: DetectionDataConfig = dataclasses.field(
-    default_factory=lambda: DetectionDataConfig(is_training=True)
-  )
-  validation_data: DetectionDataConfig = dataclasses.field(
-    default_factory=lambda: DetectionDataConfig(is_training=False)
-  )
-  skip_corrupt_records: bool = False
-  corrupt_records_cache_dir: str = ''
 
 
 def global_num_positives(box_weights: tf.Tensor) -> tf.Tensor:
@@ -123,11 +84,11 @@ def skipping_dataset_fn(bad_records):
   return dataset_fn
 
 
-@task_factory.register_task_cls(DetectionTaskConfig)
+@task_factory.register_task_cls(detection_cfg.DetectionTaskConfig)
 class DetectionTask(retinanet.RetinaNetTask):
   """RetinaNet on human labels (the teacher, and the supervised baselines)."""
 
-  def build_parser(self, params: DetectionDataConfig):
+  def build_parser(self, params: detection_cfg.DetectionDataConfig):
     """The RetinaNet parser with this task's anchors and policy."""
     model = self.task_config.model
     return parsers.RetinaNetParser(

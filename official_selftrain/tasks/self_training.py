@@ -8,114 +8,19 @@ loss is Loss Normalization over the two halves' losses, with EMAs shared by all
 replicas (the losses are averaged across replicas before the EMA update).
 """
 
-import dataclasses
 from typing import Any
 from typing import List
 from typing import Optional
 from typing import Tuple
 
 from official.core import task_factory
-from official.vision.configs import common
-from official.vision.dataloaders import input_reader
-from official.vision.dataloaders import tf_example_decoder
 import tensorflow as tf
 import tf_keras
 
+from official_selftrain.configs import self_training as st_cfg
 from official_selftrain.losses import loss_normalization as ln
+from official_selftrain.pseudo_labels import schema
 from official_selftrain.tasks import detection
-
-SCORE_KEY = 'image/object/score'
-
-
-@dataclasses.dataclass
-class SelfTrainingDataConfig(detection.DetectionDataConfig):
-  """Train data: human-labelled input_path plus the pseudo-labelled set."""
-
-  pseudo_label_data: common.PseudoLabelDataConfig = dataclasses.field(
-    default_factory=common.PseudoLabelDataConfig
-  )
-
-
-@dataclasses.dataclass
-class SelfTrainingTaskConfig(detection.DetectionTaskConfig):
-  """The student's task.
-
-  Attributes:
-    train_data: human + pseudo-labelled data (data_ratio 1.0 = half and half).
-    pseudo_score_threshold: pseudo boxes scored below this are not labels.
-    pseudo_ignore_floor: if set, pseudo boxes scored in [floor, threshold) are
-      ignore regions rather than background (beyond the paper; None: off).
-    alpha: weight of the pseudo loss, a.
-    ema_decay: decay of the loss EMAs (0.9997).
-    loss_normalization: Loss Normalization (True) or the plain L_h + a * L_p.
-  """
-
-  train_data: SelfTrainingDataConfig = dataclasses.field(
-    default_factory=lambda: SelfTrainingDataConfig(is_training=True)
-  )
-  pseudo_score_threshold: float = 0.5
-  pseudo_ignore_floor: Optional[float] = None
-  alpha: float = 1.0
-  ema_decay: float = ln.EMA_DECAY
-  loss_normalization: bool = True
-
-
-class PseudoLabelDecoder(tf_example_decoder.TfExampleDecoder):
-  """Model Garden's decoder, applying the read-time threshold to pseudo boxes.
-
-  Boxes scored >= `score_threshold` are labels. With `ignore_floor`, boxes
-  scored in [ignore_floor, score_threshold) become ignore regions (label
-  `ignore_label`): the anchors they match are neither positive nor negative
-  (see `DetectionTask.detection_losses`), so objects the teacher half-saw are
-  not taught as background. Below the floor (or without one) boxes are dropped.
-  Human-labelled examples carry no `image/object/score` and keep every box, so
-  one decoder serves both halves of the batch.
-  """
-
-  def __init__(
-    self,
-    score_threshold: float,
-    ignore_floor: Optional[float] = None,
-    ignore_label: int = 0,
-    **kwargs,
-  ):
-    super().__init__(**kwargs)
-    self._score_threshold = score_threshold
-    self._ignore_floor = ignore_floor
-    self._ignore_label = ignore_label
-
-  def decode(self, serialized_example):
-    decoded = super().decode(serialized_example)
-    scores = tf.io.parse_single_example(
-      serialized_example, {SCORE_KEY: tf.io.VarLenFeature(tf.float32)}
-    )[SCORE_KEY]
-    scores = tf.sparse.to_dense(scores)
-    num_boxes = tf.shape(decoded['groundtruth_classes'])[0]
-    scores = tf.cond(
-      tf.equal(tf.size(scores), 0),
-      lambda: tf.ones([num_boxes], tf.float32),
-      lambda: scores,
-    )
-    floor = (
-      self._score_threshold
-      if self._ignore_floor is None
-      else self._ignore_floor
-    )
-    keep = scores >= floor
-    for key in (
-      'groundtruth_classes',
-      'groundtruth_is_crowd',
-      'groundtruth_area',
-      'groundtruth_boxes',
-    ):
-      decoded[key] = tf.boolean_mask(decoded[key], keep)
-    if self._ignore_floor is not None:
-      uncertain = tf.boolean_mask(scores, keep) < self._score_threshold
-      classes = decoded['groundtruth_classes']
-      decoded['groundtruth_classes'] = tf.where(
-        uncertain, tf.cast(self._ignore_label, classes.dtype), classes
-      )
-    return decoded
 
 
 def split_batch(tree, human: int) -> Tuple[Any, Any]:
@@ -125,18 +30,13 @@ def split_batch(tree, human: int) -> Tuple[Any, Any]:
   return first, second
 
 
-@task_factory.register_task_cls(SelfTrainingTaskConfig)
+@task_factory.register_task_cls(st_cfg.SelfTrainingTaskConfig)
 class SelfTrainingTask(detection.DetectionTask):
   """The student of self-training (a teacher is any DetectionTask model)."""
 
-  def human_batch_size(self) -> Tuple[int, int]:
-    """Global (human, pseudo) batch sizes of the combined train batch."""
-    data = self.task_config.train_data
-    return input_reader.calculate_batch_sizes(
-      data.global_batch_size,
-      data.pseudo_label_data.data_ratio,
-      data.pseudo_label_data.global_batch_size,
-    )
+  def batch_split(self) -> st_cfg.BatchSplit:
+    """The global [human | pseudo] split of the combined train batch."""
+    return st_cfg.BatchSplit.of(self.task_config.train_data)
 
   def build_model(self) -> tf_keras.Model:
     model = super().build_model()
@@ -159,7 +59,7 @@ class SelfTrainingTask(detection.DetectionTask):
     """Training reads pseudo labels too: the read-time threshold decoder."""
     if not params.is_training:
       return super().build_decoder(params)
-    return PseudoLabelDecoder(
+    return schema.PseudoLabelDecoder(
       self.task_config.pseudo_score_threshold,
       ignore_floor=self.task_config.pseudo_ignore_floor,
       ignore_label=self.task_config.model.num_classes,
@@ -189,6 +89,54 @@ class SelfTrainingTask(detection.DetectionTask):
       )
     ]
 
+  def _half_losses(self, outputs, labels):
+    """L_h and L_p on this replica's [human | pseudo] batch, and their
+    global-batch values (the same on every replica, no gradient)."""
+    context = tf.distribute.get_replica_context()
+    num_replicas = context.num_replicas_in_sync
+    human = self.batch_split().per_replica(num_replicas).human
+    outputs = {k: outputs[k] for k in ('cls_outputs', 'box_outputs')}
+    outputs_h, outputs_p = split_batch(outputs, human)
+    labels_h, labels_p = split_batch(labels, human)
+    losses = (
+      self.detection_losses(outputs_h, labels_h)[0],
+      self.detection_losses(outputs_p, labels_p)[0],
+    )
+    # Each replica holds its share (times the replica count); the mean over
+    # replicas is the loss of the global batch.
+    global_losses = [tf.stop_gradient(loss) for loss in losses]
+    if num_replicas > 1:
+      global_losses = [
+        context.all_reduce(tf.distribute.ReduceOp.MEAN, loss)
+        for loss in global_losses
+      ]
+    return losses, global_losses
+
+  def student_loss(self, model, human_loss, pseudo_loss, global_losses):
+    """Updates the loss EMAs; returns (L, Lbar_h, Lbar_p): Loss Normalization,
+    or the plain sum when it is off."""
+    params = self.task_config
+    human_ema = ln.ema_update(
+      model.loss_ema_human,
+      model.loss_ema_count,
+      global_losses[0],
+      params.ema_decay,
+    )
+    pseudo_ema = ln.ema_update(
+      model.loss_ema_pseudo,
+      model.loss_ema_count,
+      global_losses[1],
+      params.ema_decay,
+    )
+    model.loss_ema_count.assign_add(1)
+    if params.loss_normalization:
+      loss = ln.loss_normalization(
+        human_loss, pseudo_loss, human_ema, pseudo_ema, params.alpha
+      )
+    else:
+      loss = ln.plain_sum(human_loss, pseudo_loss, params.alpha)
+    return loss, human_ema, pseudo_ema
+
   def train_step(
     self,
     inputs,
@@ -197,69 +145,35 @@ class SelfTrainingTask(detection.DetectionTask):
     metrics: Optional[List[Any]] = None,
   ):
     """One student step: losses per half, EMAs, Loss Normalization."""
-    params = self.task_config
     features, labels = inputs
-    context = tf.distribute.get_replica_context()
-    num_replicas = context.num_replicas_in_sync
-    human_global, _ = self.human_batch_size()
-    human = human_global // num_replicas
-
-    def global_mean(value):
-      if num_replicas == 1:
-        return value
-      return context.all_reduce(tf.distribute.ReduceOp.MEAN, value)
-
+    num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    scaled = isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer)
     with tf.GradientTape() as tape:
       outputs = model(features, training=True)
       outputs = tf.nest.map_structure(lambda x: tf.cast(x, tf.float32), outputs)
-      outputs_h, outputs_p = split_batch(
-        {k: outputs[k] for k in ('cls_outputs', 'box_outputs')}, human
+      (human_loss, pseudo_loss), global_losses = self._half_losses(
+        outputs, labels
       )
-      labels_h, labels_p = split_batch(labels, human)
-      human_loss, _, _ = self.detection_losses(outputs_h, labels_h)
-      pseudo_loss, _, _ = self.detection_losses(outputs_p, labels_p)
-      # Each replica holds its share (times the replica count); the mean over
-      # replicas is the loss of the global batch, the same on every replica.
-      human_global_loss = global_mean(tf.stop_gradient(human_loss))
-      pseudo_global_loss = global_mean(tf.stop_gradient(pseudo_loss))
-      human_ema = ln.ema_update(
-        model.loss_ema_human,
-        model.loss_ema_count,
-        human_global_loss,
-        params.ema_decay,
+      model_loss, human_ema, pseudo_ema = self.student_loss(
+        model, human_loss, pseudo_loss, global_losses
       )
-      pseudo_ema = ln.ema_update(
-        model.loss_ema_pseudo,
-        model.loss_ema_count,
-        pseudo_global_loss,
-        params.ema_decay,
-      )
-      model.loss_ema_count.assign_add(1)
-      if params.loss_normalization:
-        model_loss = ln.loss_normalization(
-          human_loss, pseudo_loss, human_ema, pseudo_ema, params.alpha
-        )
-      else:
-        model_loss = ln.plain_sum(human_loss, pseudo_loss, params.alpha)
       total_loss = model_loss
       if model.losses:
         total_loss += tf.reduce_sum(model.losses)
-      total_loss = params.losses.loss_weight * total_loss
+      total_loss = self.task_config.losses.loss_weight * total_loss
       scaled_loss = total_loss / num_replicas
-      if isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer):
+      if scaled:
         scaled_loss = optimizer.get_scaled_loss(scaled_loss)
-
     tvars = model.trainable_variables
     grads = tape.gradient(scaled_loss, tvars)
-    if isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer):
+    if scaled:
       grads = optimizer.get_unscaled_gradients(grads)
     optimizer.apply_gradients(list(zip(grads, tvars)))
-
     values = {
       'total_loss': total_loss,
       'model_loss': model_loss,
-      'human_loss': human_global_loss,
-      'pseudo_loss': pseudo_global_loss,
+      'human_loss': global_losses[0],
+      'pseudo_loss': global_losses[1],
       'human_loss_ema': human_ema,
       'pseudo_loss_ema': pseudo_ema,
     }

@@ -4,23 +4,16 @@ import gin
 import pytest
 
 from official_selftrain import config_files
-from official_selftrain import train
 from official_selftrain.configs import experiment as experiment_lib
 from official_selftrain.data import parsers
 from official_selftrain.ops import joint_augment
 from official_selftrain.tasks import detection as detection_task
 
-
-@pytest.fixture(autouse=True)
-def clear_gin():
-  gin.clear_config()
-  experiment_lib.register_configurables()
-  yield
-  gin.clear_config()
+pytestmark = pytest.mark.usefixtures('clear_gin')
 
 
 def build(*files, params=()):
-  train.parse_gin(list(files), list(params))
+  config_files.parse(list(files), list(params))
   return experiment_lib.build().config
 
 
@@ -75,7 +68,9 @@ def test_gin_param_and_dotted_override():
 def test_unknown_file_and_binding_are_named():
   with pytest.raises(config_files.GinFileNotFoundError, match='coco_s9.gin'):
     build('coco_s9.gin')
-  with pytest.raises(train.UserError, match='detection_experiment.polcy'):
+  with pytest.raises(
+    config_files.GinConfigError, match='detection_experiment.polcy'
+  ):
     build('shapes_s1.gin', params=["detection_experiment.polcy = 'S2'"])
 
 
@@ -107,8 +102,8 @@ def test_policy_bindings_reach_the_parser():
     config.task.train_data
   )
   assert isinstance(parser, parsers.RetinaNetParser)
-  augmenter = parser._augmenter  # pylint: disable=protected-access
+  augmenter = parser._augmenter
   assert isinstance(augmenter, joint_augment.JointRandAugment)
   assert (augmenter.magnitude, augmenter.num_layers) == (15.0, 3)
   assert augmenter.min_visible == 0.5
-  assert parser._aug_scale_min == 0.6  # pylint: disable=protected-access
+  assert parser._aug_scale_min == 0.6

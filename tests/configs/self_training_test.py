@@ -1,26 +1,20 @@
 """The student's configuration: shared with the teacher unless scoped apart."""
 
-import gin
 from official.core import task_factory
 import pytest
 
-from official_selftrain import train
+from official_selftrain import config_files
+from official_selftrain.configs import detection as detection_cfg
 from official_selftrain.configs import experiment as experiment_lib
 from official_selftrain.configs import self_training
 from official_selftrain.data import parsers
 from official_selftrain.ops import joint_augment
 
-
-@pytest.fixture(autouse=True)
-def clear_gin():
-  gin.clear_config()
-  experiment_lib.register_configurables()
-  yield
-  gin.clear_config()
+pytestmark = pytest.mark.usefixtures('clear_gin')
 
 
 def build(params=()):
-  train.parse_gin(['shapes_selftrain.gin'], list(params))
+  config_files.parse(['shapes_selftrain.gin'], list(params))
   pipeline = experiment_lib.build()
   student = pipeline.student(teacher_dir='/t', pseudo_label_pattern='/p/*')
   return pipeline, student.config
@@ -43,7 +37,7 @@ def test_student_defaults_follow_the_paper():
     task.train_data.parser.as_dict() == teacher.task.train_data.parser.as_dict()
   )
   control = self_training.supervised_control(
-    pipeline.student(teacher_dir='/t', pseudo_label_pattern='/p/*'), 32
+    pipeline.student(teacher_dir='/t', pseudo_label_pattern='/p/*')
   )
   assert control.config.task.train_data.global_batch_size == 32
   assert control.config.trainer.train_steps == student.trainer.train_steps
@@ -79,7 +73,7 @@ def test_student_policy_reaches_student_and_control_not_teacher():
   for config in (
     student,
     self_training.supervised_control(
-      pipeline.student(teacher_dir='/t', pseudo_label_pattern='/p/*'), 32
+      pipeline.student(teacher_dir='/t', pseudo_label_pattern='/p/*')
     ).config,
   ):
     parser = config.task.train_data.parser
@@ -95,12 +89,67 @@ def test_student_parses_human_and_pseudo_halves_with_the_joint_policy():
   task = task_factory.get_task(student.task)
   parser = task.build_parser(student.task.train_data)
   assert isinstance(parser, parsers.RetinaNetParser)
-  augmenter = parser._augmenter  # pylint: disable=protected-access
+  augmenter = parser._augmenter
   assert isinstance(augmenter, joint_augment.JointRandAugment)
 
 
 def test_init_from_teacher_needs_teacher_dir():
-  train.parse_gin(['shapes_selftrain.gin'], [])
+  config_files.parse(['shapes_selftrain.gin'], [])
   pipeline = experiment_lib.build()
   with pytest.raises(ValueError, match='teacher_dir'):
     pipeline.student(pseudo_label_pattern='/p/*')
+
+
+def test_control_has_exactly_the_supervised_fields():
+  """Derived from the dataclass fields: a student-only setting (here the
+  ignore band) never reaches the control."""
+  pipeline, _ = build(['self_training_experiment.pseudo_ignore_floor = 0.3'])
+  student = pipeline.student(teacher_dir='/t', pseudo_label_pattern='/p/*')
+  control = self_training.supervised_control(student).config.task
+  assert type(control) is detection_cfg.DetectionTaskConfig
+  assert set(control.as_dict()) == set(
+    detection_cfg.DetectionTaskConfig().as_dict()
+  )
+  assert 'pseudo_label_data' not in control.train_data.as_dict()
+  assert control.train_data.parser.as_dict() == (
+    student.config.task.train_data.parser.as_dict()
+  )
+
+
+def test_supervised_task_config_keeps_a_non_default_backbone():
+  """A one-of config is taken whole: an EfficientNet student gives an
+  EfficientNet control, not the default ResNet."""
+  task = detection_cfg.DetectionTaskConfig()
+  task.model.backbone.type = 'efficientnet'
+  task.model.backbone.efficientnet.model_id = 'b7'
+  derived = detection_cfg.supervised_task_config(task.as_dict())
+  assert derived.model.backbone.type == 'efficientnet'
+  assert derived.model.backbone.efficientnet.model_id == 'b7'
+
+
+@pytest.mark.parametrize(
+  'human, ratio, expected',
+  [(32, 1.0, (32, 32)), (32, 3.0, (32, 96)), (8, 0.5, (8, 4))],
+)
+def test_batch_split_round_trips_through_model_gardens_reader(
+  human, ratio, expected
+):
+  split = self_training.BatchSplit.from_ratio(human, ratio)
+  data = self_training.SelfTrainingDataConfig()
+  split.apply_to(data)
+  assert (split.human, split.pseudo) == expected
+  assert self_training.BatchSplit.of(data) == split
+  assert data.global_batch_size == sum(expected)
+
+
+def test_batch_split_per_replica_must_divide():
+  split = self_training.BatchSplit(32, 32)
+  assert split.per_replica(4) == self_training.BatchSplit(8, 8)
+  with pytest.raises(ValueError, match='3 replicas'):
+    split.per_replica(3)
+
+
+def test_student_batch_is_the_teacher_batch_plus_pseudo():
+  _, student = build(['self_training_experiment.pseudo_ratio = 3.0'])
+  split = self_training.BatchSplit.of(student.task.train_data)
+  assert (split.human, split.pseudo) == (32, 96)

@@ -70,7 +70,7 @@ def test_every_policy_kept_boxes_match_their_objects(
   image); its IoU with their extent is above a floor unless the frame cuts
   it (rotated and sheared boxes are the extent of moved corners, so loose).
   (v1's box-only shears and flips move objects inside boxes by design: its
-  ops are checked one by one in tests/ops/joint_augment_test.py.)"""
+  ops are checked one by one in tests/ops/box_only_ops_test.py.)"""
   tf.random.set_seed(2)
   policy = augment_policies.augment_policy(name, autoaugment_version=version)
   autoaugment = name in ('S2', 'S3') and version == 'v0'
@@ -320,7 +320,7 @@ def test_retinanet_crop_drops_slivers_and_keeps_the_rest():
     size = rng.uniform(8, 60, [40, 2])
     boxes = np.concatenate([corner, np.minimum(corner + size, SIZE)], 1)
     image = tf.zeros([SIZE, SIZE, 3])
-    _, out, info = parser._resize_and_crop_image_and_boxes(  # pylint: disable=protected-access
+    _, out, info = parser._resize_and_crop_image_and_boxes(
       image, tf.constant(boxes, tf.float32)
     )
     out, info = out.numpy(), info.numpy()

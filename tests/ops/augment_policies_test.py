@@ -2,8 +2,8 @@
 
 import pytest
 
+from official_selftrain.configs import detection
 from official_selftrain.ops import augment_policies
-from official_selftrain.tasks import detection
 
 
 @pytest.mark.parametrize(

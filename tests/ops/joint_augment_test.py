@@ -6,6 +6,8 @@ from official.vision.ops import augment
 import pytest
 import tensorflow as tf
 
+from official_selftrain.ops import affine
+from official_selftrain.ops import box_only_ops
 from official_selftrain.ops import joint_augment
 
 
@@ -64,7 +66,7 @@ FLOORS = {
 }
 
 
-@pytest.mark.parametrize('name', joint_augment.GEOMETRIC)
+@pytest.mark.parametrize('name', affine.GEOMETRIC)
 def test_boxes_follow_objects_under_every_geometric_op(name):
   tf.random.set_seed(1)
   aug = joint_augment.JointRandAugment(translate_const=40)
@@ -72,7 +74,7 @@ def test_boxes_follow_objects_under_every_geometric_op(name):
   for index in range(8):
     scene, ids = scene_with_ids(index)
     size = scene.image.shape[0]
-    _, boxes, keep, label_map = aug._apply(  # pylint: disable=protected-access
+    _, boxes, keep, label_map = aug._apply(
       name,
       tf.constant(scene.image),
       tf.constant(scene.boxes / size, tf.float32),
@@ -99,7 +101,7 @@ def test_colour_ops_leave_the_label_map_and_boxes_alone():
   aug = joint_augment.JointRandAugment()
   boxes = tf.constant(scene.boxes / scene.image.shape[0], tf.float32)
   for name in ('Equalize', 'Color', 'Solarize', 'Cutout', 'Posterize'):
-    image, out_boxes, keep, label_map = aug._apply(  # pylint: disable=protected-access
+    image, out_boxes, keep, label_map = aug._apply(
       name,
       tf.constant(scene.image),
       boxes,
@@ -115,7 +117,7 @@ def test_colour_ops_leave_the_label_map_and_boxes_alone():
 def test_uncovered_label_map_takes_the_fill():
   scene, ids = scene_with_ids(0)
   aug = joint_augment.JointRandAugment(translate_const=40)
-  _, _, _, label_map = aug._apply(  # pylint: disable=protected-access
+  _, _, _, label_map = aug._apply(
     'TranslateX',
     tf.constant(scene.image),
     tf.zeros([0, 4]),
@@ -196,7 +198,7 @@ def test_jitter_padding_takes_the_ignore_label():
 
 @pytest.mark.parametrize(
   'name',
-  list(joint_augment.GEOMETRIC) + list(joint_augment.ONLY_BBOXES_GEOMETRIC),
+  list(affine.GEOMETRIC) + list(box_only_ops.ONLY_BBOXES_GEOMETRIC),
 )
 def test_label_map_moves_exactly_as_the_image(name):
   # The image is the label map itself: any misalignment shows as a mismatch.
@@ -206,7 +208,7 @@ def test_label_map_moves_exactly_as_the_image(name):
   boxes = tf.constant(scene.boxes / scene.image.shape[0], tf.float32)
   keep = tf.ones([len(scene.boxes)], tf.bool)
   policy = joint_augment.JointRandAugment(cutout_const=40, translate_const=40)
-  out_image, _, _, label_map = policy._op(  # pylint: disable=protected-access
+  out_image, _, _, label_map = policy._op(
     name, 10.0, 3.0, (image, boxes, keep, tf.constant(ids * 30)), 128
   )
   np.testing.assert_array_equal(out_image.numpy()[..., 0], label_map.numpy())
@@ -247,154 +249,18 @@ def test_pixel_constants_scale_with_the_image(reference, pixels):
   policy = joint_augment.JointRandAugment(
     translate_const=50, reference_size=reference
   )
-  state = joint_augment._prepare(  # pylint: disable=protected-access
-    tf.constant(image), tf.zeros([0, 4]), None
-  )
-  out = policy._op('TranslateX', 10.0, 1.0, state, 255)[0].numpy()  # pylint: disable=protected-access
+  state = joint_augment._prepare(tf.constant(image), tf.zeros([0, 4]), None)
+  out = policy._op('TranslateX', 10.0, 1.0, state, 255)[0].numpy()
   xs = np.nonzero(out[..., 0] == 255)[1]
   shift = (xs.min() - 60) if len(xs) else None
   assert shift is not None and abs(shift) == pixels
 
 
-BOX_ONLY = (
-  list(joint_augment.ONLY_BBOXES_GEOMETRIC)
-  + list(joint_augment.ONLY_BBOXES_COLOUR)
-  + ['BBox_Cutout']
-)
-
-
-def _box_union(boxes, size):
-  """Pixels inside any box, with the released ops' integer crop."""
-  union = np.zeros([size, size], bool)
-  for ymin, xmin, ymax, xmax in boxes:
-    y0, x0 = int(size * ymin), int(size * xmin)
-    y1, x1 = min(int(size * ymax), size - 1), min(int(size * xmax), size - 1)
-    union[y0 : y1 + 1, x0 : x1 + 1] = True
-  return union
-
-
-@pytest.mark.parametrize('name', BOX_ONLY)
-def test_box_only_ops_change_nothing_outside_the_boxes(name):
-  """Box-only ops change pixels inside boxes only, never the boxes; colour
-  ones and BBox_Cutout (a grey rectangle centred in one box) never the label
-  map."""
-  tf.random.set_seed(6)
-  policy = joint_augment.JointAutoAugment(reference_size=None)
-  changed = 0
-  for index in range(4):
-    scene, ids = scene_with_ids(index)
-    size = scene.image.shape[0]
-    boxes = scene.boxes / size
-    state = joint_augment._prepare(  # pylint: disable=protected-access
-      tf.constant(scene.image), tf.constant(boxes, tf.float32), tf.constant(ids)
-    )
-    image, out_boxes, keep, label_map = [
-      t.numpy()
-      for t in policy._op(name, 6.0, 3.0, state, 0)  # pylint: disable=protected-access
-    ]
-    outside = ~_box_union(boxes, size)
-    if name == 'BBox_Cutout':
-      # Its grey rectangle is centred in a box but may reach past it.
-      diff = (image != scene.image).any(-1)
-      assert (image[diff] == 128).all()
-      assert not diff.any() or (diff & ~outside).any()
-      outside &= ~diff
-    np.testing.assert_array_equal(image[outside], scene.image[outside])
-    np.testing.assert_array_equal(label_map[outside], ids[outside])
-    np.testing.assert_allclose(out_boxes, boxes, atol=1e-6)
-    assert keep.all()
-    if name not in joint_augment.ONLY_BBOXES_GEOMETRIC:
-      np.testing.assert_array_equal(label_map, ids)
-    changed += int((image != scene.image).any())
-  assert changed >= 3, name
-
-
-def test_flip_only_bboxes_mirrors_each_box():
-  rng = np.random.default_rng(0)
-  image = rng.integers(0, 256, [96, 96, 3]).astype(np.uint8)
-  boxes = np.array([[0.05, 0.1, 0.3, 0.45], [0.5, 0.5, 0.9, 0.8]], np.float32)
-  policy = joint_augment.JointAutoAugment(reference_size=None)
-  state = joint_augment._prepare(  # pylint: disable=protected-access
-    tf.constant(image), tf.constant(boxes), None
-  )
-  out = policy._op('Flip_Only_BBoxes', 0.0, 3.0, state, None)[0].numpy()  # pylint: disable=protected-access
-  expected = image.copy()
-  for ymin, xmin, ymax, xmax in boxes:
-    y0, x0, y1, x1 = (
-      int(96 * ymin),
-      int(96 * xmin),
-      int(96 * ymax),
-      int(96 * xmax),
-    )
-    expected[y0 : y1 + 1, x0 : x1 + 1] = image[y0 : y1 + 1, x0 : x1 + 1][
-      :, ::-1
-    ]
-  np.testing.assert_array_equal(out, expected)
-
-
-@pytest.mark.parametrize('version', ['v1', 'v2', 'v3'])
-def test_every_sub_policy_of_the_released_versions_runs(version):
-  """Each sub-policy of detection v1..v3, every op forced on: the output is an
-  image of the input's shape and the label map holds input labels or fill."""
-  tf.random.set_seed(7)
-  scene, ids = scene_with_ids(1)
-  size = scene.image.shape[0]
-  policies = joint_augment.detection_policy(f'detection_{version}')
-  assert policies is joint_augment.DETECTION_POLICIES[f'detection_{version}']
-  for sub_policy in policies:
-    aug = joint_augment.JointAutoAugment(
-      f'detection_{version}', reference_size=640
-    )
-    aug.policies = [[(op, 1.0, level) for op, _, level in sub_policy]]
-    image, boxes, keep, label_map = aug(
-      tf.constant(scene.image),
-      tf.constant(scene.boxes / size, tf.float32),
-      tf.constant(ids),
-      mask_fill=0,
-    )
-    assert image.shape == scene.image.shape and image.dtype == tf.uint8
-    assert boxes.shape == scene.boxes.shape
-    assert set(np.unique(label_map.numpy())) <= set(np.unique(ids)) | {0}
-
-
-@pytest.mark.parametrize('base', ['TranslateX', 'TranslateY'])
-def test_translated_from_matches_resampling_the_box_region(base):
-  """The box-only translate's shortcut names the same pixels as resampling
-  the box's region mask, half-pixel shifts included."""
-  region = np.zeros([50, 60], np.uint8)
-  region[10:30, 20:41] = 1
-  for arg in [-12.5, -7.3, -0.5, 0.5, 2.5, 3.5, 4.49, 4.5, 4.51, 13.7]:
-    m = joint_augment._affine(base, arg, 0.0, 0.0)  # pylint: disable=protected-access
-    resampled = joint_augment._warp(tf.constant(region), m, 0).numpy() > 0  # pylint: disable=protected-access
-    shortcut = joint_augment._translated_from(  # pylint: disable=protected-access
-      base, arg, (10, 20, 29, 40), 50, 60
-    ).numpy()
-    np.testing.assert_array_equal(shortcut, resampled, err_msg=str(arg))
-
-
 def test_level_zero_cutout_changes_nothing():
   scene, ids = scene_with_ids(0)
   policy = joint_augment.JointAutoAugment(reference_size=None)
-  state = joint_augment._prepare(  # pylint: disable=protected-access
+  state = joint_augment._prepare(
     tf.constant(scene.image), tf.zeros([0, 4]), None
   )
-  out = policy._op('Cutout', 0.0, 1.0, state, None)[0].numpy()  # pylint: disable=protected-access
+  out = policy._op('Cutout', 0.0, 1.0, state, None)[0].numpy()
   np.testing.assert_array_equal(out, scene.image)
-
-
-def test_box_only_op_draws_each_box_with_prob_over_three():
-  """As released: a box-only op of a sub-policy is always called and draws
-  each box with prob / 3 (0.3 / 3 = 0.1 here), not prob * prob / 3 (0.03)."""
-  tf.random.set_seed(9)
-  image = np.random.default_rng(0).integers(0, 256, [48, 48, 3], np.uint8)
-  aug = joint_augment.JointAutoAugment(reference_size=None)
-  aug.policies = [[('TranslateY_Only_BBoxes', 0.3, 10)]]
-  distort = tf.function(lambda x, b: aug(x, b)[0])
-  box = tf.constant([[0.2, 0.2, 0.8, 0.8]])
-  changed = np.mean(
-    [
-      bool((distort(tf.constant(image), box).numpy() != image).any())
-      for _ in range(400)
-    ]
-  )
-  assert 0.06 < changed < 0.15, changed

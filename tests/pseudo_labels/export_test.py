@@ -1,66 +1,49 @@
 """Pseudo-label export: schema, resumption, skipped images, clear errors."""
 
 import json
+import logging
 import os
+import re
 import subprocess
 import sys
 
 from helpers import REPO
-from helpers import TINY_GIN
 from helpers import TINY_SPEC
-from helpers import run_train
+from helpers import run_tool
 from helpers import sigkill_when
 from helpers import write_with_corrupt_image
 import numpy as np
 from official.vision.dataloaders import tf_example_decoder
+from PIL import Image
 import pytest
 import tensorflow as tf
+import tensorflow_datasets as tfds
 
 from official_selftrain.data import embedded
+from official_selftrain.data import pools
 from official_selftrain.pseudo_labels import export
-from official_selftrain.pseudo_labels import sources
-from official_selftrain.pseudo_labels import teacher as teacher_lib
+from official_selftrain.pseudo_labels import manifest as manifest_lib
+from official_selftrain.tools import visualize
 
 TOOL = os.path.join(REPO, 'tools', 'export_pseudo_labels.py')
 
 
-@pytest.fixture(scope='module')
-def teacher_dir(data_dir, tmp_path_factory):
-  """A tiny teacher, trained once for this module."""
-  model_dir = str(tmp_path_factory.mktemp('teacher'))
-  result = run_train(
-    [f'--gin_file={TINY_GIN}', f'--model_dir={model_dir}', '--mode=train'],
-    data_dir,
-  )
-  assert result.returncode == 0, result.stderr[-3000:]
-  return model_dir
-
-
-@pytest.fixture(scope='module')
-def pool(tmp_path_factory):
-  out = embedded.shapes_det_split(
-    str(tmp_path_factory.mktemp('pool')),
-    'unlabeled',
-    20,
-    spec=TINY_SPEC,
-    num_shards=3,
-  )
-  return sources.TFRecordPool(os.path.join(out, 'data-*.tfrecord'))
+def _files(output_dir):
+  return sorted(tf.io.gfile.glob(os.path.join(output_dir, 'pseudo-*.tfrecord')))
 
 
 def _ids(output_dir):
-  files = sorted(
-    tf.io.gfile.glob(os.path.join(output_dir, 'pseudo-*.tfrecord'))
-  )
   decoder = tf_example_decoder.TfExampleDecoder()
   return [
     decoder.decode(r)['source_id'].numpy().decode()
-    for r in tf.data.TFRecordDataset(files)
+    for r in tf.data.TFRecordDataset(_files(output_dir))
   ]
 
 
-def test_model_garden_decoder_reads_pseudo_labels(teacher_dir, pool, tmp_path):
-  out = str(tmp_path / 'pseudo')
+@pytest.fixture(scope='module')
+def exported(teacher_dir, pool, tmp_path_factory):
+  """The pool labelled into 3 shards with every box kept: (dir, manifest)."""
+  out = str(tmp_path_factory.mktemp('exported') / 'pseudo')
   manifest = export.export_pseudo_labels(
     teacher_dir=teacher_dir,
     pool=pool,
@@ -69,10 +52,18 @@ def test_model_garden_decoder_reads_pseudo_labels(teacher_dir, pool, tmp_path):
     export_floor=0.0,
     batch_size=8,
   )
+  return out, manifest
+
+
+def test_every_pool_image_is_exported_once(exported):
+  out, _ = exported
   assert sorted(_ids(out), key=int) == [str(i) for i in range(1, 21)]
-  files = sorted(tf.io.gfile.glob(os.path.join(out, 'pseudo-*.tfrecord')))
+
+
+def test_model_garden_decoder_reads_pseudo_labels(exported):
+  out, _ = exported
   decoder = tf_example_decoder.TfExampleDecoder()
-  for record in tf.data.TFRecordDataset(files).take(4):
+  for record in tf.data.TFRecordDataset(_files(out)).take(4):
     decoded = decoder.decode(record)
     boxes = decoded['groundtruth_boxes'].numpy()
     assert boxes.shape[0] > 0  # floor 0: the teacher's top boxes are kept
@@ -85,15 +76,52 @@ def test_model_garden_decoder_reads_pseudo_labels(teacher_dir, pool, tmp_path):
     assert (np.diff(scores) <= 1e-6).all()  # sorted by score, as NMS returns
     # The original encoded image is written back unchanged.
     assert decoded['image'].shape == (64, 64, 3)
+
+
+def test_manifest_counts_every_image(exported):
+  _, manifest = exported
   assert manifest['complete'] and manifest['images_written'] == 20
   assert manifest['images_read'] == 20 and manifest['images_skipped'] == 0
+
+
+def test_manifest_names_the_teacher_and_its_nms(exported):
+  _, manifest = exported
   assert manifest['teacher_step'] == 6
   assert manifest['teacher_checkpoint'].endswith('ckpt-6')
   assert manifest['nms']['nms_iou_threshold'] == 0.5
+
+
+def test_manifest_measures_quality_against_held_aside_labels(exported):
+  _, manifest = exported
   quality = manifest['quality_at_read_threshold']
   assert quality['available'] and quality['true_objects_per_image'] > 1
-  with open(os.path.join(out, 'manifest.json')) as f:
+
+
+def test_manifest_is_written_to_the_output_dir(exported):
+  out, _ = exported
+  with open(os.path.join(out, manifest_lib.MANIFEST)) as f:
     assert json.load(f)['images_written'] == 20
+
+
+def test_export_logs_images_done_rate_and_eta(
+  teacher_dir, pool, tmp_path, caplog
+):
+  caplog.set_level(logging.INFO)
+  export.export_pseudo_labels(
+    teacher_dir=teacher_dir,
+    pool=pool,
+    output_dir=str(tmp_path / 'out'),
+    num_shards=2,
+    batch_size=4,
+    log_every_seconds=0,
+  )
+  lines = [m for m in caplog.messages if m.startswith('pseudo labels:')]
+  # Overall count and rate, then the shard's count and ETA.
+  assert re.fullmatch(
+    r'pseudo labels: 20 images \| [\d.]+ images/s \| '
+    r'shard 1: (\d+)/\1 images, shard ETA 0m00s',
+    lines[-1],
+  ), lines[-1]
 
 
 def test_corrupt_image_is_skipped_and_listed(teacher_dir, tmp_path):
@@ -101,7 +129,7 @@ def test_corrupt_image_is_skipped_and_listed(teacher_dir, tmp_path):
   write_with_corrupt_image(path, 6, bad_index=2)
   manifest = export.export_pseudo_labels(
     teacher_dir=teacher_dir,
-    pool=sources.TFRecordPool(path),
+    pool=pools.TFRecordPool(path),
     output_dir=str(tmp_path / 'out'),
     num_shards=1,
     batch_size=4,
@@ -124,7 +152,7 @@ def test_image_folder_pool(teacher_dir, tmp_path):
   )
   manifest = export.export_pseudo_labels(
     teacher_dir=teacher_dir,
-    pool=sources.ImageFolderPool(split + '/images'),
+    pool=pools.ImageFolderPool(split + '/images'),
     output_dir=str(tmp_path / 'out'),
     num_shards=2,
     batch_size=4,
@@ -136,49 +164,85 @@ def test_image_folder_pool(teacher_dir, tmp_path):
   assert not manifest['quality_at_read_threshold']['available']
 
 
-def test_clear_errors(teacher_dir, tmp_path):
-  with pytest.raises(sources.EmptyPoolError, match='matches no file'):
-    export.export_pseudo_labels(
+def test_tfds_pool(teacher_dir, tmp_path):
+  # TFDS's mock data: the real loading code, examples generated offline.
+  with tfds.testing.mock_data(
+    num_examples=6, policy=tfds.testing.MockPolicy.USE_CODE
+  ):
+    manifest = export.export_pseudo_labels(
       teacher_dir=teacher_dir,
-      pool=sources.TFRecordPool(str(tmp_path / 'x*')),
+      pool=pools.TFDSPool('beans', 'train'),
       output_dir=str(tmp_path / 'out'),
-      num_shards=1,
+      num_shards=2,
+      batch_size=4,
     )
+  assert manifest['images_written'] == 6
+  assert manifest['pool'] == {
+    'kind': 'tfds',
+    'dataset': 'beans',
+    'split': 'train',
+  }
+  assert sorted(_ids(str(tmp_path / 'out'))) == [
+    f'beans/train/{i}' for i in range(6)
+  ]
+
+
+def _glob_matching_no_file(tmp_path):
+  return pools.TFRecordPool(str(tmp_path / 'x*'))
+
+
+def _folder_without_images(tmp_path):
   empty = tmp_path / 'empty'
   empty.mkdir()
-  with pytest.raises(sources.EmptyPoolError, match='no image file'):
+  return pools.ImageFolderPool(str(empty))
+
+
+def _files_without_records(tmp_path):
+  empty = str(tmp_path / 'empty.tfrecord')
+  with tf.io.TFRecordWriter(empty):
+    pass
+  return pools.TFRecordPool(empty)
+
+
+@pytest.mark.parametrize(
+  'make_pool, message, num_shards',
+  [
+    pytest.param(_glob_matching_no_file, 'matches no file', 1, id='no-file'),
+    pytest.param(_folder_without_images, 'no image file', 1, id='no-image'),
+    pytest.param(_files_without_records, 'has no image', 4, id='no-record'),
+  ],
+)
+def test_empty_pool_is_an_error(
+  teacher_dir, tmp_path, make_pool, message, num_shards
+):
+  with pytest.raises(pools.EmptyPoolError, match=message):
     export.export_pseudo_labels(
       teacher_dir=teacher_dir,
-      pool=sources.ImageFolderPool(str(empty)),
+      pool=make_pool(tmp_path),
       output_dir=str(tmp_path / 'out'),
-      num_shards=1,
+      num_shards=num_shards,
     )
-  no_ckpt = tmp_path / 'no_ckpt'
-  no_ckpt.mkdir()
-  (no_ckpt / 'params.yaml').write_text(
-    open(os.path.join(teacher_dir, 'params.yaml')).read()
-  )
-  with pytest.raises(teacher_lib.NoCheckpointError, match='No checkpoint'):
-    teacher_lib.latest_checkpoint(str(no_ckpt))
-  result = subprocess.run(
-    [
-      sys.executable,
-      TOOL,
-      f'--teacher_dir={no_ckpt}',
-      f'--pool={tmp_path}/x*',
-      f'--output_dir={tmp_path}/o',
-    ],
-    capture_output=True,
-    text=True,
+
+
+@pytest.mark.e2e
+def test_tool_names_a_teacher_dir_without_checkpoint(
+  dir_without_checkpoint, tmp_path
+):
+  result = run_tool(
+    'export_pseudo_labels.py',
+    f'--teacher_dir={dir_without_checkpoint}',
+    f'--pool={tmp_path}/x*',
+    f'--output_dir={tmp_path}/o',
     timeout=120,
   )
   assert result.returncode != 0
-  assert f'No checkpoint in teacher directory {str(no_ckpt)!r}' in (
+  assert f'No checkpoint in teacher directory {dir_without_checkpoint!r}' in (
     result.stderr
   )
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_killed_export_resumes_with_every_image_once(teacher_dir, tmp_path):
   split = embedded.shapes_det_split(
     str(tmp_path), 'unlabeled', 120, spec=TINY_SPEC, num_shards=4
@@ -211,151 +275,42 @@ def test_killed_export_resumes_with_every_image_once(teacher_dir, tmp_path):
   ids = _ids(out)
   assert sorted(ids, key=int) == [str(i) for i in range(1, 121)]
   assert not tf.io.gfile.glob(os.path.join(out, '*.tmp-*'))
-  with open(os.path.join(out, 'manifest.json')) as f:
+  with open(os.path.join(out, manifest_lib.MANIFEST)) as f:
     manifest = json.load(f)
   assert manifest['complete'] and manifest['images_written'] == 120
 
 
-def test_teacher_restores_the_trained_weights(teacher_dir):
-  teacher = teacher_lib.Teacher(teacher_dir)
-  reader = tf.train.load_checkpoint(teacher.checkpoint)
-  key = 'backbone/layer_with_weights-0/kernel/.ATTRIBUTES/VARIABLE_VALUE'
-  np.testing.assert_array_equal(
-    teacher.model.backbone.weights[0].numpy(), reader.get_tensor(key)
-  )
-  head_keys = [
-    k
-    for k in reader.get_variable_to_shape_map()
-    if k.startswith('head/') and 'OPTIMIZER' not in k
-  ]
-  restored = [w.numpy() for w in teacher.model.head.weights]
-  assert head_keys
-  for k in head_keys:
-    value = reader.get_tensor(k)
-    assert any(
-      r.shape == value.shape and np.array_equal(value, r) for r in restored
-    ), k
-
-
-def test_teacher_sees_what_model_garden_eval_sees(teacher_dir):
-  """Teacher.predict == Model Garden's validation path, on the same images."""
-  from official.core import task_factory  # pylint: disable=g-import-not-at-top
-
-  teacher = teacher_lib.Teacher(teacher_dir, score_floor=0.05)
-  config = teacher.config
-  task = task_factory.get_task(config.task)
-  features, labels = next(iter(task.build_inputs(config.task.validation_data)))
-  outputs = teacher.model(
-    features,
-    anchor_boxes=labels['anchor_boxes'],
-    image_shape=labels['image_info'][:, 1, :],
-    training=False,
-  )
-  expected = {}
-  for i, source_id in enumerate(labels['groundtruths']['source_id'].numpy()):
-    expected[int(source_id)] = outputs['detection_scores'][i].numpy()
-  pool = sources.TFRecordPool(config.task.validation_data.input_path)
-  batch = next(
-    iter(
-      pool.dataset().map(lambda e: export._decoded(teacher, e)).padded_batch(64)
-    )
-  )  # pylint: disable=protected-access
-  got = teacher.predict(batch['image'], batch['image_info'])['scores'].numpy()
-  compared = 0
-  for source_id, scores in zip(batch['source_id'].numpy(), got):
-    if int(source_id) in expected:  # Model Garden's parser makes ids ints
-      np.testing.assert_allclose(scores, expected[int(source_id)], atol=1e-5)
-      compared += 1
-  assert compared >= 8
-
-
-def test_tfds_pool(teacher_dir, tmp_path):
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-
-  # TFDS's mock data: the real loading code, examples generated offline.
-  with tfds.testing.mock_data(
-    num_examples=6, policy=tfds.testing.MockPolicy.USE_CODE
-  ):
-    manifest = export.export_pseudo_labels(
-      teacher_dir=teacher_dir,
-      pool=sources.TFDSPool('beans', 'train'),
-      output_dir=str(tmp_path / 'out'),
-      num_shards=2,
-      batch_size=4,
-    )
-  assert manifest['images_written'] == 6
-  assert manifest['pool'] == {
-    'kind': 'tfds',
-    'dataset': 'beans',
-    'split': 'train',
-  }
-  assert sorted(_ids(str(tmp_path / 'out'))) == [
-    f'beans/train/{i}' for i in range(6)
-  ]
-
-
-def test_visualize_writes_a_png_grid(teacher_dir, pool, tmp_path):
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-
-  out = str(tmp_path / 'pseudo')
-  export.export_pseudo_labels(
-    teacher_dir=teacher_dir,
-    pool=pool,
-    output_dir=out,
-    num_shards=1,
-    export_floor=0.0,
-  )
+@pytest.mark.e2e
+def test_visualize_tool_draws_a_png_grid(exported, tmp_path):
+  out, _ = exported
   png = str(tmp_path / 'grid.png')
-  result = subprocess.run(
-    [
-      sys.executable,
-      os.path.join(REPO, 'tools', 'visualize.py'),
-      f'--pseudo_labels={out}',
-      f'--output={png}',
-      '--num_images=6',
-      '--columns=3',
-      '--scale=2',
-      '--read_threshold=0.0',
-    ],
-    capture_output=True,
-    text=True,
+  result = run_tool(
+    'visualize.py',
+    f'--pseudo_labels={out}',
+    f'--output={png}',
+    '--num_images=6',
+    '--columns=3',
+    '--scale=2',
+    '--read_threshold=0.0',
     timeout=120,
   )
   assert result.returncode == 0, result.stderr[-2000:]
   picture = np.asarray(Image.open(png).convert('RGB'))
   assert picture.shape == (2 * 64 * 2, 3 * 64 * 2, 3)
-  # Boxes are drawn over the image, in the class colour.
-  sys.path.insert(0, os.path.join(REPO, 'tools'))
-  import visualize  # pylint: disable=g-import-not-at-top
 
-  record = next(
-    iter(
-      tf.data.TFRecordDataset(
-        tf.io.gfile.glob(os.path.join(out, 'pseudo-*.tfrecord'))
-      )
-    )
-  ).numpy()
+
+def test_pseudo_boxes_are_drawn_in_their_class_colour(exported):
+  out, _ = exported
+  record = next(iter(tf.data.TFRecordDataset(_files(out)))).numpy()
   drawn = np.asarray(visualize.draw_pseudo_labels(record, 0.0, 2))
   example = tf.train.Example.FromString(record)
   image = tf.io.decode_image(
     example.features.feature['image/encoded'].bytes_list.value[0]
   ).numpy()
   plain = np.repeat(np.repeat(image, 2, axis=0), 2, axis=1)
+  # Boxes are drawn over the image, in the class colour.
   changed = (drawn != plain).any(axis=-1)
   assert changed.any()
   label = example.features.feature['image/object/class/label'].int64_list.value
   colours = {visualize.COLOURS[(c - 1) % len(visualize.COLOURS)] for c in label}
   assert {tuple(p) for p in drawn[changed]} & colours
-
-
-def test_pool_of_empty_files_is_an_error(teacher_dir, tmp_path):
-  empty = str(tmp_path / 'empty.tfrecord')
-  with tf.io.TFRecordWriter(empty):
-    pass
-  with pytest.raises(sources.EmptyPoolError, match='has no image'):
-    export.export_pseudo_labels(
-      teacher_dir=teacher_dir,
-      pool=sources.TFRecordPool(empty),
-      output_dir=str(tmp_path / 'out'),
-      num_shards=4,
-    )

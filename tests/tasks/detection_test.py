@@ -10,27 +10,28 @@ import sys
 
 import pytest
 
+from official_selftrain import config_files
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 
 def compare(data_dir):
   """Prints JSON: max weight / loss differences, mirrored vs one device."""
-  import mirrored  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import mirrored
+  import numpy as np
+  import tensorflow as tf
 
   one, two = mirrored.setup_two_cpus()
   os.environ['SELFTRAIN_DATA_DIR'] = data_dir
-  import helpers  # pylint: disable=g-import-not-at-top
-  from official.core import task_factory  # pylint: disable=g-import-not-at-top
-  from official.vision.tasks import retinanet  # pylint: disable=g-import-not-at-top
+  import helpers
+  from official.core import task_factory
+  from official.vision.tasks import retinanet
 
-  from official_selftrain import train  # pylint: disable=g-import-not-at-top
-  from official_selftrain.configs import experiment as experiment_lib  # pylint: disable=g-import-not-at-top
+  from official_selftrain import registry_imports  # noqa: F401
+  from official_selftrain.configs import experiment as experiment_lib
 
-  experiment_lib.register_configurables()
-  train.parse_gin([helpers.TINY_GIN], ['retinanet_model.use_sync_bn = True'])
+  config_files.parse([helpers.TINY_GIN], ['retinanet_model.use_sync_bn = True'])
   experiment = experiment_lib.build()
   experiment.prepare()
   config = experiment.config
@@ -75,7 +76,7 @@ def compare(data_dir):
 
 @pytest.mark.slow
 def test_mirrored_two_cpus_matches_one_device(data_dir):
-  import mirrored  # pylint: disable=g-import-not-at-top
+  import mirrored
 
   result = mirrored.run_script(__file__, data_dir)
   ours, garden = result['ours'], result['model_garden']

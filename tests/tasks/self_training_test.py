@@ -7,57 +7,29 @@ import sys
 
 import pytest
 
+from official_selftrain import config_files
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 
-def write_pseudo_labels(path, count, spec):
-  """Pseudo-label records: Shapes scenes' true boxes with scores 0.2 .. 1."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-  from official_selftrain.data import embedded  # pylint: disable=g-import-not-at-top
-  from official_selftrain.data import shapes  # pylint: disable=g-import-not-at-top
-  from official_selftrain.pseudo_labels import export  # pylint: disable=g-import-not-at-top
-
-  rng = np.random.default_rng(0)
-  with tf.io.TFRecordWriter(path) as writer:
-    for index in range(count):
-      scene = shapes.det_scene(0, 'unlabeled', index, spec)
-      size = spec.image_size
-      scores = rng.uniform(0.2, 1.0, len(scene.classes)).astype(np.float32)
-      writer.write(
-        export.pseudo_label_example(
-          str(index).encode(),
-          embedded._encode_jpeg(scene.image),
-          size,
-          size,  # pylint: disable=protected-access
-          scene.boxes / size,
-          scene.classes,
-          scores,
-        ).SerializeToString()
-      )
-
-
 def compare(data_dir):
   """Prints JSON: student losses / EMAs / weights, mirrored vs one device."""
-  import mirrored  # pylint: disable=g-import-not-at-top
+  import mirrored
 
   one, two = mirrored.setup_two_cpus()
   os.environ['SELFTRAIN_DATA_DIR'] = data_dir
-  import gin  # pylint: disable=g-import-not-at-top
-  import helpers  # pylint: disable=g-import-not-at-top
-  from official.core import task_factory  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import gin
+  import helpers
+  from official.core import task_factory
+  import tensorflow as tf
 
-  from official_selftrain import train  # pylint: disable=g-import-not-at-top
-  from official_selftrain.configs import experiment as experiment_lib  # pylint: disable=g-import-not-at-top
-  from official_selftrain.configs import self_training  # pylint: disable=g-import-not-at-top
+  from official_selftrain import registry_imports  # noqa: F401
+  from official_selftrain.configs import self_training
 
-  experiment_lib.register_configurables()
-  train.parse_gin([helpers.TINY_GIN], ['retinanet_model.use_sync_bn = True'])
+  config_files.parse([helpers.TINY_GIN], ['retinanet_model.use_sync_bn = True'])
   pseudo = os.path.join(data_dir, 'pseudo_for_mirrored.tfrecord')
-  write_pseudo_labels(pseudo, 16, helpers.TINY_SPEC)
+  helpers.write_pseudo_labels(pseudo, 16, helpers.TINY_SPEC)
   with gin.unlock_config():
     experiment = self_training.self_training_experiment(
       pseudo_label_pattern=pseudo,
@@ -70,7 +42,8 @@ def compare(data_dir):
   tf.random.set_seed(0)
   task = task_factory.get_task(config.task)
   features, labels = next(iter(task.build_inputs(config.task.train_data)))
-  human, pseudo_count = task.human_batch_size()
+  split = task.batch_split()
+  human, pseudo_count = split.human, split.pseudo
   model = task.build_model()
   model(features, training=False)
   initial = model.get_weights()
@@ -124,7 +97,7 @@ def compare(data_dir):
 
 @pytest.mark.slow
 def test_student_mirrored_two_cpus_matches_one_device(data_dir):
-  import mirrored  # pylint: disable=g-import-not-at-top
+  import mirrored
 
   result = mirrored.run_script(__file__, data_dir)
   assert (result['human'], result['pseudo']) == (8, 8)
@@ -146,76 +119,13 @@ def test_student_mirrored_two_cpus_matches_one_device(data_dir):
   assert result['max_weight_diff'] < 0.05 * result['max_weight_change']
 
 
-def test_decoder_drops_pseudo_boxes_below_threshold(tmp_path):
-  from helpers import TINY_SPEC  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-  from official_selftrain.data import embedded  # pylint: disable=g-import-not-at-top
-  from official_selftrain.data import shapes  # pylint: disable=g-import-not-at-top
-  from official_selftrain.tasks import self_training  # pylint: disable=g-import-not-at-top
-
-  path = str(tmp_path / 'p.tfrecord')
-  write_pseudo_labels(path, 6, TINY_SPEC)
-  decoder = self_training.PseudoLabelDecoder(score_threshold=0.5)
-  parse = {'image/object/score': tf.io.VarLenFeature(tf.float32)}
-  kept = total = 0
-  for record in tf.data.TFRecordDataset(path):
-    decoded = decoder.decode(record)
-    scores = tf.sparse.to_dense(
-      tf.io.parse_single_example(record, parse)['image/object/score']
-    )
-    expected = int(np.sum(scores.numpy() >= 0.5))
-    assert decoded['groundtruth_boxes'].shape[0] == expected
-    assert decoded['groundtruth_area'].shape[0] == expected
-    kept += expected
-    total += int(scores.shape[0])
-  assert 0 < kept < total
-  # Human labels (no scores) keep every box.
-  scene = shapes.det_scene(0, 'train', 0, TINY_SPEC)
-  human = embedded.scene_to_tf_example(scene, '1').SerializeToString()
-  assert decoder.decode(tf.constant(human))['groundtruth_boxes'].shape[0] == (
-    len(scene.classes)
-  )
-
-
-if __name__ == '__main__':
-  compare(sys.argv[1])
-
-
-def test_ignore_band_between_floor_and_threshold(tmp_path):
-  from helpers import TINY_SPEC  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-  from official_selftrain.tasks import self_training  # pylint: disable=g-import-not-at-top
-
-  path = str(tmp_path / 'p.tfrecord')
-  write_pseudo_labels(path, 6, TINY_SPEC)
-  ignore = 7
-  decoder = self_training.PseudoLabelDecoder(
-    score_threshold=0.5, ignore_floor=0.3, ignore_label=ignore
-  )
-  parse = {'image/object/score': tf.io.VarLenFeature(tf.float32)}
-  seen_ignored = 0
-  for record in tf.data.TFRecordDataset(path):
-    decoded = decoder.decode(record)
-    scores = tf.sparse.to_dense(
-      tf.io.parse_single_example(record, parse)['image/object/score']
-    ).numpy()
-    classes = decoded['groundtruth_classes'].numpy()
-    kept = scores[scores >= 0.3]
-    assert len(classes) == len(kept)
-    assert ((classes == ignore) == (kept < 0.5)).all()
-    seen_ignored += int((classes == ignore).sum())
-  assert seen_ignored > 0
-
-
 def test_ignored_anchors_are_neither_positive_nor_negative():
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
 
-  from official_selftrain.tasks import detection  # pylint: disable=g-import-not-at-top
+  from official_selftrain.configs import detection as detection_cfg
+  from official_selftrain.tasks import detection
 
-  config = detection.DetectionTaskConfig()
+  config = detection_cfg.DetectionTaskConfig()
   config.model.num_classes = 4
   task = detection.DetectionTask(config)
   rng = tf.random.Generator.from_seed(0)
@@ -255,3 +165,7 @@ def test_ignored_anchors_are_neither_positive_nor_negative():
     )
     > 1e-4
   )
+
+
+if __name__ == '__main__':
+  compare(sys.argv[1])

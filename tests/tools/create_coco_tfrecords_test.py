@@ -6,10 +6,13 @@ from helpers import TINY_SPEC
 from helpers import run_tool
 import numpy as np
 from official.vision.dataloaders import tf_example_decoder
+import pytest
 import tensorflow as tf
 
 from official_selftrain.data import embedded
 from official_selftrain.data import shapes
+
+pytestmark = pytest.mark.e2e
 
 
 def _run(*args):

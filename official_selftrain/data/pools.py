@@ -170,7 +170,7 @@ class TFDSPool:
     }
 
   def dataset(self, num_parts: int = 1, part: int = 0) -> tf.data.Dataset:
-    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    import tensorflow_datasets as tfds  # slow to import; only TFDS pools need it
 
     data = tfds.load(
       self.dataset_name,

@@ -1,0 +1,63 @@
+"""What the command-line entry points share: gin flags and error reporting.
+
+Only entry points import this module (`train.py`, the tools): the library
+raises specific errors, and `main_with_errors` turns the ones a user can fix
+into one line on stderr and exit code 1, without a traceback.
+"""
+
+import os
+import sys
+from typing import Callable
+
+from absl import app
+from absl import flags
+
+from official_selftrain import config_files
+from official_selftrain import train_lib
+from official_selftrain.configs import experiment as experiment_lib
+from official_selftrain.data import datasets
+from official_selftrain.data import pools
+from official_selftrain.pseudo_labels import teacher
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
+
+flags.DEFINE_multi_string(
+  'gin_file', [], 'Gin file(s): a bundled name (e.g. coco_s4.gin) or a path.'
+)
+flags.DEFINE_multi_string(
+  'gin_param', [], 'Gin binding(s), e.g. \'detection_experiment.policy="S4"\'.'
+)
+
+FLAGS = flags.FLAGS
+
+
+class UserError(Exception):
+  """A problem with the user's input, reported in one message."""
+
+
+# Errors whose message tells the user what to fix: no traceback for these.
+USER_ERRORS = (
+  UserError,
+  config_files.GinConfigError,
+  config_files.GinFileNotFoundError,
+  experiment_lib.UnsupportedModeError,
+  datasets.MissingDatasetError,
+  pools.EmptyPoolError,
+  teacher.NoCheckpointError,
+  train_lib.UndecodableRecordsError,
+  train_lib.TrainingDivergedError,
+)
+
+
+def parse_gin_flags(default_files=()) -> None:
+  """Parses --gin_file (or `default_files`) and --gin_param."""
+  config_files.parse(FLAGS.gin_file or list(default_files), FLAGS.gin_param)
+
+
+def main_with_errors(main: Callable[[list], None]) -> None:
+  """Runs an absl `main`; a user error ends it with one line and exit 1."""
+  try:
+    app.run(main)
+  except USER_ERRORS as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(1)

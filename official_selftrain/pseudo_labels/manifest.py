@@ -1,0 +1,150 @@
+"""What an export wrote: per-shard stats, their merge, and `manifest.json`.
+
+Each finished shard has a stats file (counts, skipped images with reasons,
+boxes per class, quality counts against held-aside ground truth); the manifest
+merges those of all finished shards with the run's header (teacher,
+thresholds, NMS) and wall time, summed over the runs that wrote the shards.
+"""
+
+import collections
+import json
+import os
+from typing import Any
+from typing import Dict
+from typing import Iterable
+from typing import List
+from typing import Tuple
+
+import tensorflow as tf
+
+from official_selftrain.pseudo_labels import quality
+from official_selftrain.pseudo_labels import shard_files
+
+MANIFEST = 'manifest.json'
+
+# Per-shard counts that the manifest sums.
+_SUMMED = (
+  'images_written',
+  'images_skipped',
+  'images_without_box_at_threshold',
+  'boxes_at_export_floor',
+  'boxes_at_read_threshold',
+)
+
+
+class ShardStats:
+  """Counts for one shard; merged into the manifest."""
+
+  def __init__(self, read_threshold: float, num_classes: int):
+    self.read_threshold = read_threshold
+    # Ground truth of classes the teacher does not know (Shapes-Cls has more
+    # classes than Shapes-Det, as ImageNet than COCO) is not counted as missed.
+    self.num_classes = num_classes
+    self.images_written = 0
+    self.images_without_box = 0
+    self.boxes_at_floor = 0
+    self.boxes_at_threshold = 0
+    self.boxes_per_class = collections.Counter()
+    self.skipped: List[Dict[str, Any]] = []
+    self.quality = quality.QualityCounts()
+
+  def add(self, boxes, classes, scores, gt_boxes, gt_classes):
+    keep = scores >= self.read_threshold
+    self.images_written += 1
+    self.boxes_at_floor += len(scores)
+    self.boxes_at_threshold += int(keep.sum())
+    if not keep.any():
+      self.images_without_box += 1
+    self.boxes_per_class.update(int(c) for c in classes[keep])
+    known = gt_classes < self.num_classes
+    self.quality.add(
+      boxes[keep], classes[keep], gt_boxes[known], gt_classes[known]
+    )
+
+  def as_dict(self) -> Dict[str, Any]:
+    return {
+      'images_written': self.images_written,
+      'images_skipped': len(self.skipped),
+      'skipped': self.skipped,
+      'images_without_box_at_threshold': self.images_without_box,
+      'boxes_at_export_floor': self.boxes_at_floor,
+      'boxes_at_read_threshold': self.boxes_at_threshold,
+      'boxes_per_class_at_read_threshold': {
+        str(k): v for k, v in sorted(self.boxes_per_class.items())
+      },
+      'quality_counts': self.quality.as_dict(),
+    }
+
+
+def merge_stats(shards: Iterable[Dict[str, Any]]) -> Dict[str, Any]:
+  """Sums per-shard stats; derives rates, quality and boxes per image."""
+  total = collections.Counter()
+  per_class = collections.Counter()
+  counts = quality.QualityCounts()
+  skipped = []
+  for s in shards:
+    for key in _SUMMED:
+      total[key] += s[key]
+    per_class.update(s['boxes_per_class_at_read_threshold'])
+    counts.merge(quality.QualityCounts.from_dict(s['quality_counts']))
+    skipped.extend(s['skipped'])
+  written = max(total['images_written'], 1)
+  merged = dict(total)
+  merged['images_read'] = total['images_written'] + total['images_skipped']
+  merged['skipped'] = skipped
+  merged['boxes_per_image_at_read_threshold'] = (
+    total['boxes_at_read_threshold'] / written
+  )
+  merged['boxes_per_class_at_read_threshold'] = dict(sorted(per_class.items()))
+  merged['quality_at_read_threshold'] = counts.summary()
+  return merged
+
+
+def write_shard_stats(
+  output_dir: str, index: int, num_shards: int, stats: ShardStats
+) -> None:
+  """Writes a shard's stats file, which marks the shard finished."""
+  shard_files.atomic_write_bytes(
+    shard_files.stats_path(output_dir, index, num_shards),
+    json.dumps(stats.as_dict()).encode(),
+  )
+
+
+def read_finished_stats(
+  output_dir: str, num_shards: int
+) -> Tuple[List[int], List[Dict[str, Any]]]:
+  """The indices of the finished shards and their stats, in order."""
+  finished, stats = [], []
+  for k in range(num_shards):
+    if shard_files.is_finished(output_dir, k, num_shards):
+      finished.append(k)
+      with tf.io.gfile.GFile(
+        shard_files.stats_path(output_dir, k, num_shards)
+      ) as f:
+        stats.append(json.load(f))
+  return finished, stats
+
+
+def _read_json(path: str) -> Dict[str, Any]:
+  """The JSON object in `path`; {} when there is no such file."""
+  if not tf.io.gfile.exists(path):
+    return {}
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f)
+
+
+def write_manifest(
+  output_dir: str, num_shards: int, header: Dict[str, Any], seconds: float
+) -> Dict[str, Any]:
+  """Merges the finished shards' stats into output_dir/manifest.json."""
+  finished, stats = read_finished_stats(output_dir, num_shards)
+  path = os.path.join(output_dir, MANIFEST)
+  previous = _read_json(path)
+  manifest = dict(header)
+  manifest.update(merge_stats(stats))
+  manifest['num_shards'] = num_shards
+  manifest['finished_shards'] = finished
+  manifest['complete'] = len(finished) == num_shards
+  manifest['wall_seconds'] = previous.get('wall_seconds', 0.0) + seconds
+  shard_files.atomic_write_bytes(path, json.dumps(manifest, indent=1).encode())
+  return manifest

@@ -1,0 +1,259 @@
+r"""Side-by-side speed measurements, written as JSON (ratios are what count).
+
+  python -m official_selftrain.tools.benchmark --what=export --teacher_dir=runs/shapes_s1 \
+      --num_images=2000 --output=benchmark_export.json
+  python -m official_selftrain.tools.benchmark --what=augment --image_size=640 \
+      --num_images=400 --output=docs/benchmark_augment.json
+
+`augment`: the training input pipeline (Model Garden's decoder, then the
+  parser, `tf.data` parallel map over all cores, batches of 8) under each of
+  Augment-S1..S4, with our RetinaNet parser (`data.parsers`) and with Model
+  Garden's `retinanet_input.Parser` given the same settings (flip, jitter,
+  AutoAugment / RandAugment with the same constants; at 640 px images the
+  reference-size scaling is 1), on the same generated Shapes-Det scenes.
+  Timed passes alternate between the two (`--repeats` pairs, the order
+  swapped every pair); reports the median images/s of each, the median of
+  the per-pair ratios ours / Model Garden's (target >= 0.95), and the same
+  ratio in process CPU time (steadier on a shared machine).
+
+`export`: on the same images of a Shapes-Det pool, in one process,
+  - forward: the teacher's backbone + FPN + heads, no post-processing;
+  - inference: forward + box decoding + NMS (what labelling needs), no writing;
+  - export: the pseudo-label exporter end to end (reads, labels, writes
+    TFRecords and the manifest);
+and reports images/s of each and export / inference (target >= 0.9).
+Each timed pass follows an untimed warm-up pass over a few batches.
+"""
+
+import json
+import os
+import shutil
+import statistics
+import tempfile
+import time
+
+from absl import app
+from absl import flags
+from official.vision.dataloaders import retinanet_input
+from official.vision.dataloaders import tf_example_decoder
+import tensorflow as tf
+
+from official_selftrain.data import embedded
+from official_selftrain.data import parsers
+from official_selftrain.data import pools
+from official_selftrain.data import shapes
+from official_selftrain.ops import augment_policies
+from official_selftrain.pseudo_labels import export
+from official_selftrain.pseudo_labels import shard_writer
+from official_selftrain.pseudo_labels import teacher as teacher_lib
+
+flags.DEFINE_enum('what', 'export', ['export', 'augment'], 'What to measure.')
+flags.DEFINE_integer('image_size', 640, 'Scene size for --what=augment.')
+flags.DEFINE_list('policies', ['S1', 'S2', 'S3', 'S4'], 'For --what=augment.')
+flags.DEFINE_string('teacher_dir', None, 'model_dir of a trained detector.')
+flags.DEFINE_integer('num_images', 2000, 'Pool size.')
+flags.DEFINE_integer('batch_size', 32, 'Images per teacher call.')
+flags.DEFINE_integer('repeats', 2, 'Timed passes of each (the best counts).')
+flags.DEFINE_string('output', None, 'JSON file for the results.')
+
+FLAGS = flags.FLAGS
+
+
+def _batches(teacher, pool, batch_size):
+  data = pool.dataset(1, 0).map(
+    lambda e: shard_writer.teacher_input(teacher, e),
+    num_parallel_calls=tf.data.AUTOTUNE,
+  )
+  return data.padded_batch(batch_size).prefetch(2)
+
+
+def _time(fn, repeats):
+  best = float('inf')
+  for _ in range(repeats):
+    start = time.perf_counter()
+    fn()
+    best = min(best, time.perf_counter() - start)
+  return best
+
+
+def _export_runs(teacher, teacher_dir, pool, batch_size, out_dir):
+  """{name: fn} running forward, inference or the exporter over the pool."""
+  model = teacher.model
+
+  @tf.function
+  def forward(images):
+    features = model.backbone(images, training=False)
+    features = model.decoder(features, training=False)
+    return model.head(features)
+
+  def run_forward():
+    for batch in _batches(teacher, pool, batch_size):
+      tf.nest.map_structure(lambda t: t.numpy(), forward(batch['image']))
+
+  def run_inference():
+    for batch in _batches(teacher, pool, batch_size):
+      out = teacher.predict(batch['image'], batch['image_info'])
+      tf.nest.map_structure(lambda t: t.numpy(), out)
+
+  def run_export():
+    shutil.rmtree(out_dir, ignore_errors=True)
+    # The same restored teacher: setup (model build, restore, tracing)
+    # is paid once per export run, not per image.
+    export.export_pseudo_labels(
+      teacher_dir=teacher_dir,
+      pool=pool,
+      output_dir=out_dir,
+      num_shards=1,
+      batch_size=batch_size,
+      teacher=teacher,
+    )
+
+  return {
+    'forward': run_forward,
+    'inference': run_inference,
+    'export': run_export,
+  }
+
+
+def benchmark_export(teacher_dir, num_images, batch_size, repeats):
+  """images/s of forward, inference and export on the same pool."""
+  spec = shapes.SceneSpec()
+  work = tempfile.mkdtemp(prefix='benchmark_export_')
+  try:
+    split = embedded.shapes_det_split(work, 'unlabeled', num_images, spec=spec)
+    pool = pools.TFRecordPool(embedded.split_records(split))
+    teacher = teacher_lib.Teacher(teacher_dir)
+    out_dir = os.path.join(work, 'out')
+    runs = _export_runs(teacher, teacher_dir, pool, batch_size, out_dir)
+    for warm in runs.values():
+      warm()  # traces functions, fills file caches
+    rates = {k: num_images / _time(fn, repeats) for k, fn in runs.items()}
+    return {
+      'what': 'export',
+      'teacher_dir': teacher_dir,
+      'num_images': num_images,
+      'batch_size': batch_size,
+      'image_size': spec.image_size,
+      'nms': teacher.nms,
+      'images_per_second': rates,
+      'export_over_inference': rates['export'] / rates['inference'],
+      'inference_over_forward': rates['inference'] / rates['forward'],
+      'cpu_count': os.cpu_count(),
+    }
+  finally:
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def _parsers(name, image_size):
+  """(ours, Model Garden's) RetinaNet parsers with policy `name`."""
+  policy = augment_policies.augment_policy(name)
+  anchors = ([image_size, image_size], 3, 7, 3, [0.5, 1.0, 2.0], 4.0)
+  return (
+    parsers.RetinaNetParser(*anchors, **policy.parser_kwargs()),
+    retinanet_input.Parser(*anchors, **policy.parser_kwargs(model_garden=True)),
+  )
+
+
+def _input_pipeline_run(records, num_images):
+  """parser -> a function that runs `num_images` through decode + parse."""
+  decode = tf_example_decoder.TfExampleDecoder().decode
+
+  def run(parser):
+    data = (
+      tf.data.Dataset.from_tensor_slices(records)
+      .repeat()
+      .take(num_images)
+      .map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+      .map(parser.parse_fn(True), num_parallel_calls=tf.data.AUTOTUNE)
+      .batch(8)
+      .prefetch(2)
+    )
+    for _ in data:
+      pass
+
+  return run
+
+
+def _alternating_pairs(run, ours, garden, repeats):
+  """Wall and CPU seconds of each pass, {'ours': [...], 'model_garden': [...]}.
+
+  Alternates which goes first, so drift in the machine's speed falls on both
+  alike; each pair of passes gives one ratio.
+  """
+  wall = {'ours': [], 'model_garden': []}
+  cpu = {'ours': [], 'model_garden': []}
+  for repeat in range(repeats):
+    pair = [('model_garden', garden), ('ours', ours)]
+    for key, parser in pair[:: 1 if repeat % 2 == 0 else -1]:
+      start_wall, start_cpu = time.perf_counter(), time.process_time()
+      run(parser)
+      wall[key].append(time.perf_counter() - start_wall)
+      cpu[key].append(time.process_time() - start_cpu)
+  return wall, cpu
+
+
+def _ratios(seconds):
+  return [g / o for o, g in zip(seconds['ours'], seconds['model_garden'])]
+
+
+def benchmark_augment(image_size, num_images, repeats, policies, scenes=64):
+  """images/s of the input pipeline per policy, ours vs Model Garden's."""
+  spec = shapes.SceneSpec(image_size=image_size)
+  records = [
+    embedded.scene_to_tf_example(
+      shapes.det_scene(0, 'train', i, spec), str(i), with_masks=False
+    ).SerializeToString()
+    for i in range(scenes)
+  ]
+  run = _input_pipeline_run(records, num_images)
+  results = {}
+  for name in policies:
+    ours, garden = _parsers(name, image_size)
+    run(ours)  # warm-up: traces the parse functions
+    run(garden)
+    wall, cpu = _alternating_pairs(run, ours, garden, repeats)
+    results[name] = {
+      'ours': num_images / statistics.median(wall['ours']),
+      'model_garden': num_images / statistics.median(wall['model_garden']),
+      'ours_over_model_garden': statistics.median(_ratios(wall)),
+      'ratio_per_pair': _ratios(wall),
+      # CPU seconds of the whole process (all tf.data threads): on a shared
+      # virtual machine, less disturbed by other tenants than wall time.
+      'cpu_ours_over_model_garden': statistics.median(_ratios(cpu)),
+      'cpu_ratio_per_pair': _ratios(cpu),
+    }
+    print(name, json.dumps(results[name]), flush=True)
+  return {
+    'what': 'augment',
+    'image_size': image_size,
+    'num_images': num_images,
+    'scenes': scenes,
+    'repeats': repeats,
+    'images_per_second': results,
+    'cpu_count': os.cpu_count(),
+  }
+
+
+def main(argv):
+  del argv
+  if FLAGS.what == 'augment':
+    result = benchmark_augment(
+      FLAGS.image_size, FLAGS.num_images, FLAGS.repeats, FLAGS.policies
+    )
+  else:
+    result = benchmark_export(
+      FLAGS.teacher_dir, FLAGS.num_images, FLAGS.batch_size, FLAGS.repeats
+    )
+  text = json.dumps(result, indent=1)
+  print(text)
+  if FLAGS.output:
+    with open(FLAGS.output, 'w') as f:
+      f.write(text + '\n')
+
+
+def entry():
+  app.run(main)
+
+
+if __name__ == '__main__':
+  entry()

@@ -1,0 +1,158 @@
+"""Trains and evaluates one experiment on Model Garden tasks and Orbit.
+
+The library half of `python -m official_selftrain.train` (the command line is
+in `train.py`): the pipeline calls `run` once per stage. Checkpoints every
+`checkpoint_interval` steps, resumes from the latest checkpoint in model_dir,
+TensorBoard summaries under model_dir, every evaluation in eval_results.json.
+"""
+
+import os
+from typing import Dict
+from typing import Optional
+
+from absl import logging
+import gin
+from official.common import distribute_utils
+from official.core import task_factory
+from official.core import train_lib
+from official.core import train_utils
+from official.modeling import performance
+import tensorflow as tf
+
+from official_selftrain import progress
+from official_selftrain.configs import experiment as experiment_lib
+from official_selftrain.data import record_check
+
+STRATEGIES = ('one_device', 'mirrored', 'multi_worker_mirrored', 'tpu')
+MODES = ('train', 'eval', 'train_and_eval', 'continuous_eval')
+
+
+class UndecodableRecordsError(ValueError):
+  """Training input holds records whose image does not decode."""
+
+
+class TrainingDivergedError(RuntimeError):
+  """The loss went NaN or infinite; the last good checkpoint is kept."""
+
+
+def build_strategy(
+  name: str, tpu: Optional[str] = None, num_gpus: Optional[int] = None
+) -> tf.distribute.Strategy:
+  """A tf.distribute strategy by name (see `STRATEGIES`)."""
+  if name == 'tpu' and not tpu:
+    raise ValueError('--strategy=tpu needs --tpu=<name or address>.')
+  if num_gpus is None:
+    num_gpus = len(tf.config.list_physical_devices('GPU'))
+  return distribute_utils.get_distribution_strategy(
+    distribution_strategy=name, num_gpus=num_gpus, tpu_address=tpu
+  )
+
+
+def _undecodable_records_error(config) -> Optional[Exception]:
+  """After a decode failure in tf.data, names the records at fault."""
+  for data in (config.task.train_data, config.task.validation_data):
+    bad = record_check.find_undecodable_records(data.input_path)
+    if bad:
+      listing = '\n  '.join(str(r) for r in bad[:20])
+      more = f'\n  ... and {len(bad) - 20} more' if len(bad) > 20 else ''
+      return UndecodableRecordsError(
+        f'{len(bad)} record(s) in {data.input_path} have an image that does '
+        f'not decode:\n  {listing}{more}\nFix or remove them, or skip and '
+        "count them with --gin_param='detection_experiment."
+        "skip_corrupt_records=True'."
+      )
+  return None
+
+
+def _diverged_error(model_dir: str, error: Exception) -> Exception:
+  latest = tf.train.latest_checkpoint(model_dir)
+  return TrainingDivergedError(
+    f'Training stopped: {error}\nThe last good checkpoint is intact: '
+    f'{latest or "(none was written yet)"}. Nothing after it was saved. '
+    'Lower the learning rate or check the inputs, then rerun to resume.'
+  )
+
+
+def _write_configs(config, model_dir: str) -> None:
+  """params.yaml (Model Garden's) and config.gin beside the checkpoints."""
+  train_utils.serialize_config(config, model_dir)
+  with tf.io.gfile.GFile(os.path.join(model_dir, 'config.gin'), 'w') as f:
+    f.write(gin.config_str())
+
+
+def _run_orbit(config, task, mode, model_dir, strategy, results) -> None:
+  """Model Garden's trainer and Orbit's controller, with our two actions."""
+  with strategy.scope():
+    trainer = train_utils.create_trainer(
+      config,
+      task,
+      train='train' in mode,
+      evaluate='eval' in mode,
+      checkpoint_exporter=train_lib.maybe_create_best_ckpt_exporter(
+        config, model_dir
+      ),
+    )
+  results.set_global_step(trainer.global_step)
+  train_actions = []
+  if 'train' in mode:
+    train_actions.append(
+      progress.ProgressLogger(
+        trainer,
+        config.trainer.train_steps,
+        config.task.train_data.global_batch_size,
+        name=os.path.basename(os.path.normpath(model_dir)),
+      )
+    )
+  train_lib.run_experiment(
+    distribution_strategy=strategy,
+    task=task,
+    mode=mode,
+    params=config,
+    model_dir=model_dir,
+    trainer=trainer,
+    train_actions=train_actions,
+    eval_actions=[results],
+  )
+
+
+def run(
+  experiment: experiment_lib.Experiment,
+  mode: str,
+  model_dir: str,
+  strategy: tf.distribute.Strategy,
+) -> Dict[str, float]:
+  """Trains and/or evaluates one experiment; returns the last eval metrics.
+
+  Raises:
+    UndecodableRecordsError: an input image does not decode (names it).
+    TrainingDivergedError: the loss went NaN / infinite.
+  """
+  config = experiment.config
+  experiment.prepare()
+  if config.runtime.mixed_precision_dtype:
+    performance.set_mixed_precision_policy(config.runtime.mixed_precision_dtype)
+  tf.io.gfile.makedirs(model_dir)
+  if 'train' in mode:
+    _write_configs(config, model_dir)
+  with strategy.scope():
+    task = task_factory.get_task(config.task, logging_dir=model_dir)
+  results = progress.ResultsWriter(model_dir)
+  try:
+    _run_orbit(config, task, mode, model_dir, strategy, results)
+  except tf.errors.InvalidArgumentError as e:
+    named = _undecodable_records_error(config)
+    if named is not None:
+      raise named from e
+    raise
+  except RuntimeError as e:
+    if 'loss value' in str(e):
+      raise _diverged_error(model_dir, e) from e
+    raise
+  metrics = results.latest
+  if not metrics and 'eval' in mode:
+    # Orbit does not evaluate again when the run was already complete.
+    logging.info('Nothing left to train; reporting the last evaluation.')
+    metrics = results.last_recorded()
+  if metrics:
+    print(progress.format_metrics(metrics), flush=True)
+  return metrics

@@ -1,0 +1,33 @@
+"""Gin files by bundled name or path; includes found without false errors."""
+
+import logging
+
+import pytest
+
+from official_selftrain import config_files
+
+pytestmark = pytest.mark.usefixtures('clear_gin')
+
+
+def test_bundled_name_resolves_with_or_without_extension():
+  assert config_files.resolve('coco_s4') == config_files.resolve('coco_s4.gin')
+
+
+def test_bundled_include_logs_no_error(caplog):
+  """gin tries the working directory first; that miss is no error."""
+  with caplog.at_level(logging.INFO):
+    config_files.parse(['shapes_s1.gin'], [])
+  assert not [r for r in caplog.records if 'Path not found' in r.getMessage()]
+  assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_include_found_nowhere_is_still_an_error(tmp_path):
+  bad = tmp_path / 'bad.gin'
+  bad.write_text("include 'common/no_such_file.gin'\n")
+  with pytest.raises(config_files.GinConfigError, match='no_such_file.gin'):
+    config_files.parse([str(bad)], [])
+
+
+def test_wrong_binding_is_named():
+  with pytest.raises(config_files.GinConfigError, match='retinanet_model.fpn'):
+    config_files.parse(['shapes_s1.gin'], ['retinanet_model.fpn_filterz = 8'])
