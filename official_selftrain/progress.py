@@ -72,14 +72,16 @@ class Progress:
     self._log = log_fn
     self._first = None  # (done, time) at the first update
     self._last_logged = None
+    self._updated_at = None
     self.done = 0
 
-  def rate(self, now: Optional[float] = None) -> Optional[float]:
-    """Units per second since the first update; None before a second one."""
+  def rate(self) -> Optional[float]:
+    """Units per second from the first update to the latest; None before a
+    second one."""
     if self._first is None:
       return None
     first_done, first_time = self._first
-    elapsed = (now or time.time()) - first_time
+    elapsed = self._updated_at - first_time
     if self.done <= first_done or elapsed <= 0:
       return None
     return (self.done - first_done) / elapsed
@@ -113,6 +115,7 @@ class Progress:
     """Records `done` units so far; logs if due. Returns whether it logged."""
     now = time.time()
     self.done = done
+    self._updated_at = now
     if total is not None:
       self.total = total
     if self._first is None:

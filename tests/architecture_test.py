@@ -6,9 +6,13 @@ function), so the test sees what a reader of the code sees.
 
 import ast
 import os
+import sys
 
 from helpers import REPO
 import pytest
+
+sys.path.insert(0, os.path.join(REPO, 'tools'))
+import update_build  # noqa: E402
 
 PACKAGE = 'official_selftrain'
 
@@ -41,18 +45,9 @@ def _modules():
 
 
 def _imports(path, modules):
-  """The package modules that `path` imports."""
-  with open(path) as f:
-    tree = ast.parse(f.read(), path)
-  names = set()
-  for node in ast.walk(tree):
-    if isinstance(node, ast.Import):
-      names.update(a.name for a in node.names)
-    elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-      for alias in node.names:
-        full = f'{node.module}.{alias.name}'
-        names.add(full if full in modules else node.module)
-  return {n for n in names if n in modules}
+  """The package modules that `path` imports (anywhere in the file)."""
+  names = update_build.imported_names(os.path.relpath(path, REPO))
+  return {n for n in names if n in modules and n != PACKAGE}
 
 
 def _graph():

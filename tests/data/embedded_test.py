@@ -50,12 +50,16 @@ def test_model_garden_decoder_reads_shapes_det(tmp_path):
       assert ann['bbox'] == [xmin, ymin, xmax - xmin, ymax - ymin]
 
 
-def test_split_is_cached_and_incomplete_split_is_redone(tmp_path):
+def test_finished_split_is_reused(tmp_path):
   out = embedded.shapes_det_split(str(tmp_path), 'train', 8, spec=SPEC)
   stamp = os.path.getmtime(os.path.join(out, 'DONE'))
   assert embedded.shapes_det_split(str(tmp_path), 'train', 8, spec=SPEC) == out
   assert os.path.getmtime(os.path.join(out, 'DONE')) == stamp
-  # A split without its DONE marker (a killed run) is generated again.
+
+
+def test_split_without_done_marker_is_generated_again(tmp_path):
+  """A killed run leaves no DONE marker: its split is redone, no temp left."""
+  out = embedded.shapes_det_split(str(tmp_path), 'train', 8, spec=SPEC)
   os.remove(os.path.join(out, 'DONE'))
   embedded.shapes_det_split(str(tmp_path), 'train', 8, spec=SPEC)
   assert os.path.exists(os.path.join(out, 'DONE'))
