@@ -49,9 +49,13 @@ USER_ERRORS = (
 )
 
 
-def parse_gin_flags(default_files=()) -> None:
-  """Parses --gin_file (or `default_files`) and --gin_param."""
-  config_files.parse(FLAGS.gin_file or list(default_files), FLAGS.gin_param)
+def parse_gin_flags(default_files=(), extra_params=()) -> None:
+  """Parses --gin_file (or `default_files`), --gin_param, then `extra_params`
+  (bindings that other flags stand for)."""
+  config_files.parse(
+    FLAGS.gin_file or list(default_files),
+    list(FLAGS.gin_param) + list(extra_params),
+  )
 
 
 def main_with_errors(main: Callable[[list], None]) -> None:

@@ -43,10 +43,11 @@ class Pipeline:
   pool: Any
   rounds: int = 1
   control: bool = True
+  supervised_total_steps: bool = True
   export_kwargs: Optional[Dict[str, Any]] = None
 
   def configs(self) -> Dict[str, Any]:
-    """Teacher, first student and control configs, with placeholder dirs."""
+    """Every round-1 stage's config, with placeholder dirs."""
     student = self.student(
       teacher_dir='<model_dir>/teacher',
       pseudo_label_pattern='<model_dir>/round1/pseudo_labels/pseudo-*.tfrecord',
@@ -55,6 +56,15 @@ class Pipeline:
     if self.control:
       control = self_training_configs.supervised_control(student)
       configs['control (teacher + same steps, human labels)'] = control.config
+    if self.supervised_total_steps:
+      steps = (
+        self.teacher.config.trainer.train_steps
+        + student.config.trainer.train_steps
+      )
+      supervised = self_training_configs.supervised_from_scratch(
+        self.teacher, student, steps
+      )
+      configs[f'supervised from scratch, {steps} steps'] = supervised.config
     return configs
 
   def run(
@@ -85,6 +95,7 @@ def self_training_pipeline(
   pool: Any = gin.REQUIRED,
   rounds: int = 1,
   control: bool = True,
+  supervised_total_steps: bool = True,
   export_kwargs: Optional[Dict[str, Any]] = None,
 ) -> Pipeline:
   """Binds a pipeline.
@@ -97,6 +108,10 @@ def self_training_pipeline(
     rounds: self-training rounds; each student teaches the next round.
     control: also train the fair control (the teacher trained on for the
       student's steps, human labels only, same human batch).
+    supervised_total_steps: also train the supervised model from scratch in
+      one schedule of the teacher's plus the student's steps (all rounds'
+      so far), same human batch: the best supervised model within the
+      student's compute.
     export_kwargs: extra `export_pseudo_labels` arguments (thresholds, NMS).
 
   Returns:
@@ -108,6 +123,7 @@ def self_training_pipeline(
     pool=pool,
     rounds=rounds,
     control=control,
+    supervised_total_steps=supervised_total_steps,
     export_kwargs=export_kwargs,
   )
 
@@ -125,8 +141,12 @@ def training_complete(model_dir: str, train_steps: int) -> bool:
   return metrics.get('step', -1) >= train_steps
 
 
-def _final_metrics(model_dir: str) -> Dict[str, float]:
-  metrics = progress.ResultsWriter(model_dir).last_recorded()
+def _final_metrics(
+  model_dir: str, results_file: str = 'eval_results.json'
+) -> Dict[str, float]:
+  metrics = progress.ResultsWriter(
+    model_dir, filename=results_file
+  ).last_recorded()
   return {
     k: metrics[k]
     for k in ('AP', 'AP50', 'AP75', 'APs', 'APm', 'step')
@@ -150,7 +170,56 @@ def run_stage(
       '[pipeline] %s: training %d steps in %s.', name, steps, model_dir
     )
     run_fn(experiment, 'train_and_eval', model_dir)
-  return _final_metrics(model_dir)
+  metrics = _final_metrics(model_dir)
+  test = _test_metrics(name, experiment, model_dir, run_fn, steps)
+  if test is not None:
+    metrics['test'] = test
+  return metrics
+
+
+def _test_metrics(name, experiment, model_dir, run_fn, steps):
+  """The final checkpoint on the test split (evaluated once, then read)."""
+  if experiment.test_split is None:
+    return None
+  test = experiment.on_test_split()
+  if _final_metrics(model_dir, test.results_file).get('step', -1) < steps:
+    logging.info('[pipeline] %s: evaluating on the test split.', name)
+    run_fn(test, 'eval', model_dir)
+  return _final_metrics(model_dir, test.results_file)
+
+
+ARMS = (
+  ('teacher', 'teacher'),
+  ('supervised_same_steps', 'control (same steps)'),
+  ('supervised_total_steps', 'supervised (all steps)'),
+  ('student', 'student'),
+)
+BASELINES = ('teacher', 'supervised_same_steps', 'supervised_total_steps')
+
+
+def student_gain(round_summary: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+  """Student AP minus the best baseline's, on the test split if there is one.
+
+  The baselines are the teacher, the control (the teacher trained on for
+  the student's steps on human labels) and the supervised model trained from
+  scratch for the teacher's and student's steps together.
+  """
+  split = 'test' if 'test' in (round_summary['student'] or {}) else 'val'
+
+  def ap(arm):
+    metrics = round_summary.get(arm) or {}
+    metrics = metrics.get('test', {}) if split == 'test' else metrics
+    return metrics.get('AP')
+
+  baselines = {arm: ap(arm) for arm in BASELINES if ap(arm) is not None}
+  if not baselines or ap('student') is None:
+    return None
+  best = max(baselines, key=baselines.get)
+  return {
+    'split': split,
+    'best_baseline': best,
+    'student_minus_best_AP': ap('student') - baselines[best],
+  }
 
 
 def run(pipeline: Pipeline, model_dir: str, run_fn) -> Dict[str, Any]:
@@ -168,6 +237,7 @@ def run(pipeline: Pipeline, model_dir: str, run_fn) -> Dict[str, Any]:
   """
   teacher_dir = os.path.join(model_dir, 'teacher')
   teacher = run_stage('teacher', pipeline.teacher, teacher_dir, run_fn)
+  total_steps = pipeline.teacher.config.trainer.train_steps
   rounds: List[Dict[str, Any]] = []
   for round_index in range(1, pipeline.rounds + 1):
     round_dir = os.path.join(model_dir, f'round{round_index}')
@@ -177,33 +247,50 @@ def run(pipeline: Pipeline, model_dir: str, run_fn) -> Dict[str, Any]:
       teacher_dir=teacher_dir,
       pseudo_label_pattern=os.path.join(pseudo_dir, 'pseudo-*.tfrecord'),
     )
+    total_steps += student_experiment.config.trainer.train_steps
     student_dir = os.path.join(round_dir, 'student')
-    student = run_stage(
-      f'round {round_index} student', student_experiment, student_dir, run_fn
+    arms = {
+      'teacher': teacher,
+      'student': run_stage(
+        f'round {round_index} student', student_experiment, student_dir, run_fn
+      ),
+    }
+    arms.update(
+      _baselines(pipeline, student_experiment, round_dir, total_steps, run_fn)
     )
-    control = None
-    if pipeline.control:
-      control = run_stage(
-        f'round {round_index} control (teacher + same steps, human labels)',
-        self_training_configs.supervised_control(student_experiment),
-        os.path.join(round_dir, 'supervised_same_steps'),
-        run_fn,
-      )
-    rounds.append(
-      {
-        'teacher': teacher,
-        'supervised_same_steps': control,
-        'student': student,
-        'pseudo_labels': _manifest_summary(manifest),
-      }
-    )
-    teacher, teacher_dir = student, student_dir
+    arms['pseudo_labels'] = _manifest_summary(manifest)
+    arms['gain'] = student_gain(arms)
+    rounds.append(arms)
+    teacher, teacher_dir = arms['student'], student_dir
   summary = dict(rounds[-1])
   summary['rounds'] = rounds
   with tf.io.gfile.GFile(os.path.join(model_dir, SUMMARY), 'w') as f:
     json.dump(summary, f, indent=1)
   print(format_table(rounds))
   return summary
+
+
+def _baselines(pipeline, student, round_dir, total_steps, run_fn):
+  """The supervised arms a student is compared with (None when off)."""
+  arms = {'supervised_same_steps': None, 'supervised_total_steps': None}
+  name = os.path.basename(round_dir).replace('round', 'round ')
+  if pipeline.control:
+    arms['supervised_same_steps'] = run_stage(
+      f'{name} control (teacher + same steps, human labels)',
+      self_training_configs.supervised_control(student),
+      os.path.join(round_dir, 'supervised_same_steps'),
+      run_fn,
+    )
+  if pipeline.supervised_total_steps:
+    arms['supervised_total_steps'] = run_stage(
+      f'{name} supervised from scratch, {total_steps} steps',
+      self_training_configs.supervised_from_scratch(
+        pipeline.teacher, student, total_steps
+      ),
+      os.path.join(round_dir, 'supervised_total_steps'),
+      run_fn,
+    )
+  return arms
 
 
 def _pseudo_labels(
@@ -255,30 +342,26 @@ def _ap(metrics: Optional[Dict[str, float]], key: str) -> str:
 def format_table(rounds: List[Dict[str, Any]]) -> str:
   """Teacher / control / student AP per round, and the student's gain."""
   lines = [
-    'round | arm                     |   AP  | AP50  | step',
-    '------+-------------------------+-------+-------+------',
+    'round | arm                     | val AP | AP50  | test AP | AP50  | step',
+    '------+-------------------------+--------+-------+---------+-------+-----',
   ]
   for i, r in enumerate(rounds, 1):
-    for arm, label in (
-      ('teacher', 'teacher'),
-      ('supervised_same_steps', 'control (same steps)'),
-      ('student', 'student'),
-    ):
-      m = r[arm]
+    for arm, label in ARMS:
+      m = r.get(arm)
       if m is None:
         continue
+      t = m.get('test')
       lines.append(
-        f'{i:5d} | {label:23s} | {_ap(m, "AP")} | '
-        f'{_ap(m, "AP50")} | {m.get("step", "-")}'
+        f'{i:5d} | {label:23s} |  {_ap(m, "AP")} | {_ap(m, "AP50")} |'
+        f'   {_ap(t, "AP")} | {_ap(t, "AP50")} | {m.get("step", "-")}'
       )
-    baselines = [
-      r[a]['AP']
-      for a in ('teacher', 'supervised_same_steps')
-      if r[a] and 'AP' in r[a]
-    ]
-    if baselines and 'AP' in r['student']:
-      gain = 100 * (r['student']['AP'] - max(baselines))
-      lines.append(f'      student - max(teacher, control) = {gain:+.1f} AP')
+    gain = r.get('gain')
+    if gain:
+      lines.append(
+        '      student - best supervised = '
+        f'{100 * gain["student_minus_best_AP"]:+.1f} AP ({gain["split"]}; '
+        f'best: {gain["best_baseline"]})'
+      )
     pl = r['pseudo_labels']
     q = pl.get('quality_at_read_threshold') or {}
     line = (

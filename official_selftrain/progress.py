@@ -159,10 +159,16 @@ class ProgressLogger:
 
 
 class ResultsWriter:
-  """Orbit eval action: appends each evaluation to eval_results.json."""
+  """Orbit eval action: appends each evaluation to a JSON list in model_dir
+  (`eval_results.json` for the validation split)."""
 
-  def __init__(self, model_dir: str, global_step: Optional[tf.Variable] = None):
-    self._path = os.path.join(model_dir, 'eval_results.json')
+  def __init__(
+    self,
+    model_dir: str,
+    global_step: Optional[tf.Variable] = None,
+    filename: str = 'eval_results.json',
+  ):
+    self._path = os.path.join(model_dir, filename)
     self._global_step = global_step
     self.latest: Dict[str, float] = {}
 

@@ -35,13 +35,22 @@ flags.DEFINE_integer(
 flags.DEFINE_bool(
   'print_config', False, 'Print the resolved configuration and exit.'
 )
+flags.DEFINE_integer(
+  'seed',
+  None,
+  'Seeds init, shuffling and augmentation of every stage (the gin binding '
+  'detection_experiment.seed).',
+)
 
 FLAGS = flags.FLAGS
 
 
 def main(argv):
   del argv
-  cli.parse_gin_flags()
+  seed = (
+    [] if FLAGS.seed is None else [f'detection_experiment.seed = {FLAGS.seed}']
+  )
+  cli.parse_gin_flags(extra_params=seed)
   try:
     job = experiment_lib.build()
   except (ValueError, TypeError, KeyError, AttributeError) as e:

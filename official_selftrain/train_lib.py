@@ -18,6 +18,7 @@ from official.core import train_lib
 from official.core import train_utils
 from official.modeling import performance
 import tensorflow as tf
+import tf_keras
 
 from official_selftrain import progress
 from official_selftrain.configs import experiment as experiment_lib
@@ -129,6 +130,15 @@ def run(
   """
   config = experiment.config
   experiment.prepare()
+  if experiment.seed is not None:
+    # Python, numpy and TF's global seed: the model's initial weights and
+    # the augmentation ops' draws; the data order follows the data
+    # configs' `seed` (set by the same binding).
+    tf_keras.utils.set_random_seed(experiment.seed)
+    if experiment.deterministic:
+      # Without it, tf.data's parallel augmentation draws from the seeded
+      # streams in a varying order, and runs differ.
+      tf.config.experimental.enable_op_determinism()
   if config.runtime.mixed_precision_dtype:
     performance.set_mixed_precision_policy(config.runtime.mixed_precision_dtype)
   tf.io.gfile.makedirs(model_dir)
@@ -136,7 +146,7 @@ def run(
     _write_configs(config, model_dir)
   with strategy.scope():
     task = task_factory.get_task(config.task, logging_dir=model_dir)
-  results = progress.ResultsWriter(model_dir)
+  results = progress.ResultsWriter(model_dir, filename=experiment.results_file)
   try:
     _run_orbit(config, task, mode, model_dir, strategy, results)
   except tf.errors.InvalidArgumentError as e:

@@ -56,18 +56,50 @@ def test_killed_pipeline_resumes_the_unfinished_stages(resumed):
   assert 'control (teacher + same steps, human labels): training 4' in (
     result.stderr
   )
-  assert 'student - max(teacher, control)' in result.stdout
+  assert 'supervised from scratch, 10 steps: training 10 steps' in (
+    result.stderr
+  )
+  assert 'student - best supervised' in result.stdout
 
 
 def test_summary_reports_every_arm(resumed):
   summary = _summary(resumed[0])
-  for arm in ('teacher', 'supervised_same_steps', 'student'):
+  arms = ('teacher', 'supervised_same_steps', 'supervised_total_steps')
+  for arm in arms + ('student',):
     assert set(summary[arm]) >= {'AP', 'AP50', 'step'}, arm
   assert summary['teacher']['step'] == 6
+  # From scratch in one schedule of the teacher's and the student's steps.
+  assert summary['supervised_total_steps']['step'] == 6 + 4
   assert (
     summary['student']['step'] == summary['supervised_same_steps']['step'] == 4
   )
   assert summary['pseudo_labels']['images_written'] == 24
+
+
+def test_every_arm_is_also_scored_on_the_test_split(resumed):
+  """Val selects, test reports: each arm's final checkpoint is evaluated
+  once on the test split, and the student's gain is taken there."""
+  model_dir = resumed[0]
+  summary = _summary(model_dir)
+  for arm, folder in (
+    ('teacher', 'teacher'),
+    ('supervised_same_steps', 'round1/supervised_same_steps'),
+    ('supervised_total_steps', 'round1/supervised_total_steps'),
+    ('student', 'round1/student'),
+  ):
+    assert set(summary[arm]['test']) >= {'AP', 'AP50', 'step'}, arm
+    with open(os.path.join(model_dir, folder, 'test_results.json')) as f:
+      assert [r['step'] for r in json.load(f)] == [summary[arm]['step']]
+  gain = summary['gain']
+  assert gain['split'] == 'test'
+  best = max(
+    summary[a]['test']['AP']
+    for a in ('teacher', 'supervised_same_steps', 'supervised_total_steps')
+  )
+  assert gain['student_minus_best_AP'] == pytest.approx(
+    summary['student']['test']['AP'] - best
+  )
+  assert 'AP (test; best: ' in resumed[1].stdout
 
 
 def test_control_is_the_student_run_without_pseudo_labels(resumed):
@@ -103,7 +135,7 @@ def test_student_progress_line_shows_rates_and_eta(resumed):
 def test_finished_pipeline_redoes_nothing(resumed, data_dir):
   again = run_train(_args(resumed[0]), data_dir)
   assert again.returncode == 0, again.stderr[-3000:]
-  assert again.stderr.count(': complete in ') == 4
+  assert again.stderr.count(': complete in ') == 5
 
 
 def test_stage_killed_before_final_eval_is_evaluated(
@@ -143,3 +175,6 @@ def test_two_rounds_the_student_teaches_the_next_round(data_dir, tmp_path):
     manifest = json.load(f)
   assert manifest['teacher_dir'] == os.path.join(model_dir, 'round1', 'student')
   assert manifest['teacher_step'] == 4
+  # The all-steps baseline grows with the rounds: 6 + 4, then 6 + 4 + 4.
+  assert summary['rounds'][0]['supervised_total_steps']['step'] == 10
+  assert second['supervised_total_steps']['step'] == 14

@@ -279,6 +279,8 @@ def detection_experiment(
   skip_corrupt_records: bool = False,
   input_dtype: str = 'float32',
   shuffle_buffer_size: int = 10000,
+  seed: Optional[int] = None,
+  deterministic: bool = True,
   overrides: Optional[Dict[str, Any]] = None,
 ) -> experiment_lib.Experiment:
   """A supervised RetinaNet experiment on human labels.
@@ -301,6 +303,11 @@ def detection_experiment(
       instead of failing; see `record_check`.
     input_dtype: dtype of the input images ('bfloat16' on TPU).
     shuffle_buffer_size: tf.data shuffle buffer.
+    seed: seeds init, shuffling and augmentation (`--seed`); None: unseeded.
+    deterministic: with a seed, also make TF's ops deterministic, so two runs
+      with one seed give identical weights (measured on 2 CPU cores under
+      Augment-S4: ~0.88x the steps/s; False: seeded draws, but parallel
+      augmentation consumes them in varying order).
     overrides: dotted Model Garden config keys to set last, e.g.
       {'task.losses.focal_loss_gamma': 2.0} (escape hatch; prefer bindings).
 
@@ -308,15 +315,15 @@ def detection_experiment(
     An Experiment: the ExperimentConfig Model Garden / Orbit run, and the data
     preparation step.
   """
-  policy_config = augment_policies.augment_policy(name=policy)
   train_data = DetectionDataConfig(
     input_path=data.train_pattern,
     is_training=True,
     global_batch_size=train_batch_size,
     dtype=input_dtype,
     shuffle_buffer_size=shuffle_buffer_size,
+    seed=seed,
   )
-  policy_config.apply_to(train_data.parser)
+  augment_policies.augment_policy(name=policy).apply_to(train_data.parser)
   validation_data = DetectionDataConfig(
     input_path=data.val_pattern,
     is_training=False,
@@ -334,24 +341,37 @@ def detection_experiment(
     annotation_file=data.annotation_file,
     skip_corrupt_records=skip_corrupt_records,
   )
-  config = cfg.ExperimentConfig(
-    runtime=runtime(),
-    task=task,
-    trainer=cfg.TrainerConfig(
-      train_steps=train_steps,
-      validation_steps=_steps(data.num_val, eval_batch_size),
-      validation_interval=validation_interval,
-      steps_per_loop=steps_per_loop,
-      summary_interval=summary_interval,
-      checkpoint_interval=checkpoint_interval,
-      max_to_keep=max_to_keep,
-      optimizer_config=cosine_schedule(train_steps=train_steps),
-    ),
+  trainer = cfg.TrainerConfig(
+    train_steps=train_steps,
+    validation_steps=_steps(data.num_val, eval_batch_size),
+    validation_interval=validation_interval,
+    steps_per_loop=steps_per_loop,
+    summary_interval=summary_interval,
+    checkpoint_interval=checkpoint_interval,
+    max_to_keep=max_to_keep,
+    optimizer_config=cosine_schedule(train_steps=train_steps),
   )
+  config = cfg.ExperimentConfig(runtime=runtime(), task=task, trainer=trainer)
   if overrides:
     config.override(_nest(overrides), is_strict=True)
   config.validate()
-  return experiment_lib.Experiment(config=config, prepare=data.prepare)
+  return experiment_lib.Experiment(
+    config=config,
+    prepare=data.prepare,
+    seed=seed,
+    deterministic=deterministic,
+    test_split=_test_split(data),
+  )
+
+
+def _test_split(
+  data: datasets.DetectionData,
+) -> Optional[experiment_lib.EvalSplit]:
+  if not data.test_pattern:
+    return None
+  return experiment_lib.EvalSplit(
+    'test', data.test_pattern, data.test_annotation_file, data.num_test
+  )
 
 
 def _nest(dotted: Dict[str, Any]) -> Dict[str, Any]:

@@ -12,9 +12,11 @@ without asking which it has:
 """
 
 import dataclasses
+import math
 from typing import Any
 from typing import Callable
 from typing import Dict
+from typing import Optional
 
 import gin
 from official.core import config_definitions as cfg
@@ -29,15 +31,69 @@ class UnsupportedModeError(ValueError):
   """A job cannot run in the requested --mode."""
 
 
+@dataclasses.dataclass(frozen=True)
+class EvalSplit:
+  """A labelled split to evaluate on besides the validation split.
+
+  The validation split selects (steps, thresholds, alpha); a test split,
+  never looked at while choosing, reports.
+  """
+
+  name: str
+  input_path: str
+  annotation_file: Optional[str]
+  num_images: Optional[int]
+
+
 @dataclasses.dataclass
 class Experiment:
-  """One supervised or student training run."""
+  """One supervised or student training run.
+
+  Attributes:
+    config: what Model Garden's task and Orbit run.
+    prepare: makes the data exist.
+    seed: seeds init, shuffling and augmentation (None: unseeded).
+    deterministic: with a seed, TF ops run deterministically too.
+    test_split: the split that reports (None: the dataset has none).
+    results_file: where each evaluation's metrics go, in model_dir.
+  """
 
   config: cfg.ExperimentConfig
   prepare: Callable[[], None] = lambda: None
+  seed: Optional[int] = None
+  deterministic: bool = True
+  test_split: Optional[EvalSplit] = None
+  results_file: str = 'eval_results.json'
 
   def configs(self) -> Dict[str, cfg.ExperimentConfig]:
     return {'experiment': self.config}
+
+  def replace(self, **changes) -> 'Experiment':
+    """A copy with `changes`; the config is copied too."""
+    changes.setdefault('config', self.config.replace())
+    return dataclasses.replace(self, **changes)
+
+  def on_test_split(self) -> 'Experiment':
+    """The same run, evaluated on its test split, results in their own file.
+
+    Raises:
+      ValueError: the experiment's dataset has no test split.
+    """
+    if self.test_split is None:
+      raise ValueError("This experiment's dataset has no test split.")
+    split = self.test_split
+    config = self.config.replace()
+    data = config.task.validation_data
+    data.input_path = split.input_path
+    config.task.annotation_file = split.annotation_file
+    config.trainer.validation_steps = (
+      -1
+      if split.num_images is None
+      else max(1, math.ceil(split.num_images / data.global_batch_size))
+    )
+    return self.replace(
+      config=config, results_file=f'{split.name}_results.json'
+    )
 
   def run(
     self, mode: str, model_dir: str, run_experiment: RunExperiment

@@ -163,6 +163,7 @@ def self_training_experiment(
   task.train_data.pseudo_label_data = common.PseudoLabelDataConfig(
     input_path=pseudo_label_pattern,
     shuffle_buffer_size=config.task.train_data.shuffle_buffer_size,
+    seed=base.seed,
   )
   split = BatchSplit.from_ratio(
     human_batch_size or config.task.train_data.global_batch_size, pseudo_ratio
@@ -175,7 +176,7 @@ def self_training_experiment(
   task.loss_normalization = loss_normalization
   config.task = task
   config.validate()
-  return experiment_lib.Experiment(config=config, prepare=base.prepare)
+  return base.replace(config=config)
 
 
 def supervised_control(
@@ -198,4 +199,34 @@ def supervised_control(
   config.task = detection_cfg.supervised_task_config(config.task.as_dict())
   config.task.train_data.global_batch_size = human
   config.validate()
-  return experiment_lib.Experiment(config=config, prepare=student.prepare)
+  return student.replace(config=config)
+
+
+def supervised_from_scratch(
+  teacher: experiment_lib.Experiment,
+  student: experiment_lib.Experiment,
+  train_steps: int,
+) -> experiment_lib.Experiment:
+  """The supervised baseline that had all the student's compute.
+
+  The teacher's run (model, policy, init), from its own start, in one
+  schedule of `train_steps` (the teacher's plus the student's steps), on the
+  student's human batch: what more human-label training alone reaches. A
+  student that beats its teacher and its control but not this arm only shows
+  that one long schedule beats two short ones.
+
+  Args:
+    teacher: the teacher experiment.
+    student: the student experiment (for its human batch).
+    train_steps: the whole schedule's steps.
+
+  Returns:
+    A supervised Experiment.
+  """
+  config = teacher.config.replace()
+  config.trainer.train_steps = train_steps
+  config.trainer.optimizer_config.learning_rate.cosine.decay_steps = train_steps
+  human = BatchSplit.of(student.config.task.train_data).human
+  config.task.train_data.global_batch_size = human
+  config.validate()
+  return teacher.replace(config=config)

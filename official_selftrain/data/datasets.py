@@ -37,6 +37,10 @@ class DetectionData:
     num_val: validation images, when known.
     class_names: names of labels 1..num_classes-1.
     prepare_fn: makes sure the files exist (generates or checks).
+    test_pattern: glob of a test split's TFRecords, apart from val: val
+      selects settings, test reports (None: no test split).
+    test_annotation_file: COCO-format JSON of the test split.
+    num_test: test images, when known.
   """
 
   name: str
@@ -48,6 +52,9 @@ class DetectionData:
   num_val: Optional[int] = None
   class_names: tuple = ()
   prepare_fn: Optional[Callable[[], None]] = None
+  test_pattern: Optional[str] = None
+  test_annotation_file: Optional[str] = None
+  num_test: Optional[int] = None
 
   def prepare(self) -> None:
     if self.prepare_fn is not None:
@@ -59,6 +66,7 @@ def shapes_det(
   data_dir: Optional[str] = None,
   num_train: int = 2000,
   num_val: int = 500,
+  num_test: int = 1000,
   label_fraction: float = 1.0,
   seed: int = 0,
   image_size: int = 128,
@@ -71,7 +79,9 @@ def shapes_det(
   Args:
     data_dir: cache root (default $SELFTRAIN_DATA_DIR or ~/.cache/...).
     num_train: size of the full labelled train split.
-    num_val: size of the val split (COCO-format JSON is written beside it).
+    num_val: size of the val split (COCO-format JSON is written beside it),
+      the selection split: steps, thresholds and alpha are chosen on it.
+    num_test: size of the test split, which reports (0: none).
     label_fraction: fraction of the train split with human labels (the paper's
       20/50/100% of COCO, Table 3); a prefix of the full split.
     seed: generator seed.
@@ -99,10 +109,15 @@ def shapes_det(
     data_dir, 'train', labelled, seed, spec
   )
   val_dir = embedded.shapes_det_split_dir(data_dir, 'val', num_val, seed, spec)
+  test_dir = embedded.shapes_det_split_dir(
+    data_dir, 'test', num_test, seed, spec
+  )
 
   def prepare():
     embedded.shapes_det_split(data_dir, 'train', labelled, seed, spec)
     embedded.shapes_det_split(data_dir, 'val', num_val, seed, spec)
+    if num_test:
+      embedded.shapes_det_split(data_dir, 'test', num_test, seed, spec)
 
   return DetectionData(
     name='shapes_det',
@@ -114,6 +129,11 @@ def shapes_det(
     num_val=num_val,
     class_names=spec.classes,
     prepare_fn=prepare,
+    test_pattern=embedded.split_records(test_dir) if num_test else None,
+    test_annotation_file=(
+      os.path.join(test_dir, 'annotations.json') if num_test else None
+    ),
+    num_test=num_test or None,
   )
 
 
@@ -184,6 +204,9 @@ def detection_tfrecords(
   num_classes: int = gin.REQUIRED,
   annotation_file: Optional[str] = None,
   num_val: Optional[int] = None,
+  test_pattern: Optional[str] = None,
+  test_annotation_file: Optional[str] = None,
+  num_test: Optional[int] = None,
 ) -> DetectionData:
   """Your own data: any TFRecords in Model Garden's detection schema.
 
@@ -194,6 +217,10 @@ def detection_tfrecords(
     annotation_file: COCO-format val JSON; None lets Model Garden's evaluator
       build the ground truth from the val records.
     num_val: val images (None: evaluate until the val files end).
+    test_pattern: glob of a test split apart from val (None: none); val
+      selects, test reports.
+    test_annotation_file: its COCO-format JSON.
+    num_test: test images (None: until the files end).
 
   Returns:
     DetectionData.
@@ -203,7 +230,10 @@ def detection_tfrecords(
     for binding, pattern in (
       ('train_pattern', train_pattern),
       ('val_pattern', val_pattern),
+      ('test_pattern', test_pattern),
     ):
+      if pattern is None:
+        continue
       if not tf.io.gfile.glob(pattern):
         raise MissingDatasetError(
           f'detection_tfrecords.{binding}={pattern!r} matches no file.'
@@ -217,6 +247,9 @@ def detection_tfrecords(
     num_classes=num_classes,
     num_val=num_val,
     prepare_fn=prepare,
+    test_pattern=test_pattern,
+    test_annotation_file=test_annotation_file,
+    num_test=num_test,
   )
 
 

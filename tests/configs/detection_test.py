@@ -107,3 +107,52 @@ def test_policy_bindings_reach_the_parser():
   assert (augmenter.magnitude, augmenter.num_layers) == (15.0, 3)
   assert augmenter.min_visible == 0.5
   assert parser._aug_scale_min == 0.6
+
+
+def _experiment(*params):
+  config_files.parse(['shapes_s1.gin'], list(params))
+  return experiment_lib.build()
+
+
+def test_seed_binding_seeds_the_run_and_the_data_order():
+  experiment = _experiment('detection_experiment.seed = 3')
+  assert experiment.seed == 3
+  assert experiment.config.task.train_data.seed == 3
+
+
+def test_unseeded_by_default():
+  experiment = _experiment()
+  assert experiment.seed is None
+  assert experiment.config.task.train_data.seed is None
+
+
+def test_shapes_det_test_split_is_apart_from_val():
+  experiment = _experiment()
+  split = experiment.test_split
+  val = experiment.config.task.validation_data.input_path
+  assert split.num_images == 1000
+  assert '/test_1000/' in split.input_path and '/val_500/' in val
+  assert split.annotation_file.endswith('/test_1000/annotations.json')
+
+
+def test_on_test_split_evaluates_there_into_its_own_file():
+  experiment = _experiment()
+  test = experiment.on_test_split()
+  assert test.config.task.validation_data.input_path == (
+    experiment.test_split.input_path
+  )
+  assert test.config.task.annotation_file == (
+    experiment.test_split.annotation_file
+  )
+  assert test.config.trainer.validation_steps == 20  # 1000 images / 50
+  assert test.results_file == 'test_results.json'
+  # The original still evaluates on val.
+  assert '/val_500/' in experiment.config.task.validation_data.input_path
+  assert experiment.results_file == 'eval_results.json'
+
+
+def test_no_test_split_when_none_is_asked_for():
+  experiment = _experiment('shapes_det.num_test = 0')
+  assert experiment.test_split is None
+  with pytest.raises(ValueError, match='no test split'):
+    experiment.on_test_split()

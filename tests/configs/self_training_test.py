@@ -153,3 +153,33 @@ def test_student_batch_is_the_teacher_batch_plus_pseudo():
   _, student = build(['self_training_experiment.pseudo_ratio = 3.0'])
   split = self_training.BatchSplit.of(student.task.train_data)
   assert (split.human, split.pseudo) == (32, 96)
+
+
+def test_student_and_control_share_the_seed_and_test_split():
+  pipeline, _ = build(['detection_experiment.seed = 5'])
+  student = pipeline.student(teacher_dir='/t', pseudo_label_pattern='/p/*')
+  control = self_training.supervised_control(student)
+  for experiment in (student, control):
+    assert experiment.seed == 5
+    assert experiment.test_split == pipeline.teacher.test_split
+    assert experiment.config.task.train_data.seed == 5
+  assert student.config.task.train_data.pseudo_label_data.seed == 5
+
+
+def test_supervised_from_scratch_has_all_the_students_steps():
+  pipeline, _ = build(['detection_experiment.seed = 5'])
+  student = pipeline.student(teacher_dir='/t', pseudo_label_pattern='/p/*')
+  teacher = pipeline.teacher.config
+  arm = self_training.supervised_from_scratch(pipeline.teacher, student, 3000)
+  config = arm.config
+  assert config.trainer.train_steps == 3000
+  assert config.trainer.optimizer_config.learning_rate.cosine.decay_steps == (
+    3000
+  )
+  assert config.task.init_checkpoint == teacher.task.init_checkpoint  # None
+  assert config.task.train_data.global_batch_size == 32  # the human half
+  assert config.task.train_data.parser.as_dict() == (
+    teacher.task.train_data.parser.as_dict()
+  )
+  assert arm.seed == 5 and arm.test_split == pipeline.teacher.test_split
+  assert pipeline.teacher.config.trainer.train_steps == 2000  # not changed
