@@ -242,10 +242,15 @@ def run(pipeline: Pipeline, model_dir: str, run_fn) -> Dict[str, Any]:
   for round_index in range(1, pipeline.rounds + 1):
     round_dir = os.path.join(model_dir, f'round{round_index}')
     pseudo_dir = os.path.join(round_dir, 'pseudo_labels')
-    manifest = _pseudo_labels(pipeline, teacher_dir, pseudo_dir)
     student_experiment = pipeline.student(
       teacher_dir=teacher_dir,
       pseudo_label_pattern=os.path.join(pseudo_dir, 'pseudo-*.tfrecord'),
+    )
+    manifest = _pseudo_labels(
+      pipeline,
+      teacher_dir,
+      pseudo_dir,
+      student_experiment.config.task.pseudo_score_threshold,
     )
     total_steps += student_experiment.config.trainer.train_steps
     student_dir = os.path.join(round_dir, 'student')
@@ -294,8 +299,10 @@ def _baselines(pipeline, student, round_dir, total_steps, run_fn):
 
 
 def _pseudo_labels(
-  pipeline: Pipeline, teacher_dir: str, pseudo_dir: str
+  pipeline: Pipeline, teacher_dir: str, pseudo_dir: str, read_threshold: float
 ) -> Dict[str, Any]:
+  """Labels the pool with the teacher unless that is done; the manifest's
+  counts and quality are taken at the student's read threshold."""
   manifest_path = os.path.join(pseudo_dir, manifest_lib.MANIFEST)
   if tf.io.gfile.exists(manifest_path):
     with tf.io.gfile.GFile(manifest_path) as f:
@@ -309,11 +316,12 @@ def _pseudo_labels(
     '[pipeline] pseudo labels: teacher %s labels the pool.', teacher_dir
   )
   pipeline.prepare()
+  kwargs = {'read_threshold': read_threshold, **(pipeline.export_kwargs or {})}
   return export.export_pseudo_labels(
     teacher_dir=teacher_dir,
     pool=pipeline.pool,
     output_dir=pseudo_dir,
-    **(pipeline.export_kwargs or {}),
+    **kwargs,
   )
 
 

@@ -74,6 +74,7 @@ def test_summary_reports_every_arm(resumed):
     summary['student']['step'] == summary['supervised_same_steps']['step'] == 4
   )
   assert summary['pseudo_labels']['images_written'] == 24
+  assert summary['pseudo_labels']['read_threshold'] == 0.5
 
 
 def test_every_arm_is_also_scored_on_the_test_split(resumed):
@@ -159,6 +160,7 @@ def test_two_rounds_the_student_teaches_the_next_round(data_dir, tmp_path):
     + [
       '--gin_param=self_training_pipeline.rounds = 2',
       '--gin_param=self_training_pipeline.control = False',
+      '--gin_param=self_training_experiment.pseudo_score_threshold = 0.3',
     ],
     data_dir,
   )
@@ -178,3 +180,6 @@ def test_two_rounds_the_student_teaches_the_next_round(data_dir, tmp_path):
   # The all-steps baseline grows with the rounds: 6 + 4, then 6 + 4 + 4.
   assert summary['rounds'][0]['supervised_total_steps']['step'] == 10
   assert second['supervised_total_steps']['step'] == 14
+  # Pseudo-label statistics at the threshold the student reads them with.
+  for done in summary['rounds']:
+    assert done['pseudo_labels']['read_threshold'] == 0.3
