@@ -30,6 +30,7 @@ from official_selftrain.configs import experiment as experiment_lib
 from official_selftrain.configs import self_training as self_training_configs
 from official_selftrain.pseudo_labels import export
 from official_selftrain.pseudo_labels import manifest as manifest_lib
+from official_selftrain.pseudo_labels import shard_files
 
 SUMMARY = 'summary.json'
 
@@ -50,22 +51,43 @@ class Pipeline:
     """Every round-1 stage's config, with placeholder dirs."""
     student = self.student(
       teacher_dir='<model_dir>/teacher',
-      pseudo_label_pattern='<model_dir>/round1/pseudo_labels/pseudo-*.tfrecord',
+      pseudo_label_pattern=shard_files.shard_glob(
+        '<model_dir>/round1/pseudo_labels'
+      ),
     )
     configs = {'teacher': self.teacher.config, 'student': student.config}
-    if self.control:
-      control = self_training_configs.supervised_control(student)
-      configs['control (teacher + same steps, human labels)'] = control.config
-    if self.supervised_total_steps:
-      steps = (
-        self.teacher.config.trainer.train_steps
-        + student.config.trainer.train_steps
-      )
-      supervised = self_training_configs.supervised_from_scratch(
-        self.teacher, student, steps
-      )
-      configs[f'supervised from scratch, {steps} steps'] = supervised.config
+    steps = (
+      self.teacher.config.trainer.train_steps
+      + student.config.trainer.train_steps
+    )
+    for label, _, experiment in self.baselines(student, steps):
+      configs[label] = experiment.config
     return configs
+
+  def baselines(self, student, total_steps: int):
+    """(label, arm, experiment) of each supervised arm a student is
+    compared with, as bound (control, all-steps); `total_steps` is the
+    teacher's plus every student's steps so far."""
+    arms = []
+    if self.control:
+      arms.append(
+        (
+          'control (teacher + same steps, human labels)',
+          'supervised_same_steps',
+          self_training_configs.supervised_control(student),
+        )
+      )
+    if self.supervised_total_steps:
+      arms.append(
+        (
+          f'supervised from scratch, {total_steps} steps',
+          'supervised_total_steps',
+          self_training_configs.supervised_from_scratch(
+            self.teacher, student, total_steps
+          ),
+        )
+      )
+    return arms
 
   def run(
     self,
@@ -142,7 +164,7 @@ def training_complete(model_dir: str, train_steps: int) -> bool:
 
 
 def _final_metrics(
-  model_dir: str, results_file: str = 'eval_results.json'
+  model_dir: str, results_file: str = progress.EVAL_RESULTS
 ) -> Dict[str, float]:
   metrics = progress.ResultsWriter(
     model_dir, filename=results_file
@@ -244,7 +266,7 @@ def run(pipeline: Pipeline, model_dir: str, run_fn) -> Dict[str, Any]:
     pseudo_dir = os.path.join(round_dir, 'pseudo_labels')
     student_experiment = pipeline.student(
       teacher_dir=teacher_dir,
-      pseudo_label_pattern=os.path.join(pseudo_dir, 'pseudo-*.tfrecord'),
+      pseudo_label_pattern=shard_files.shard_glob(pseudo_dir),
     )
     manifest = _pseudo_labels(
       pipeline,
@@ -260,9 +282,16 @@ def run(pipeline: Pipeline, model_dir: str, run_fn) -> Dict[str, Any]:
         f'round {round_index} student', student_experiment, student_dir, run_fn
       ),
     }
-    arms.update(
-      _baselines(pipeline, student_experiment, round_dir, total_steps, run_fn)
-    )
+    arms['supervised_same_steps'] = arms['supervised_total_steps'] = None
+    for label, arm, experiment in pipeline.baselines(
+      student_experiment, total_steps
+    ):
+      arms[arm] = run_stage(
+        f'round {round_index} {label}',
+        experiment,
+        os.path.join(round_dir, arm),
+        run_fn,
+      )
     arms['pseudo_labels'] = _manifest_summary(manifest)
     arms['gain'] = student_gain(arms)
     rounds.append(arms)
@@ -273,29 +302,6 @@ def run(pipeline: Pipeline, model_dir: str, run_fn) -> Dict[str, Any]:
     json.dump(summary, f, indent=1)
   print(format_table(rounds))
   return summary
-
-
-def _baselines(pipeline, student, round_dir, total_steps, run_fn):
-  """The supervised arms a student is compared with (None when off)."""
-  arms = {'supervised_same_steps': None, 'supervised_total_steps': None}
-  name = os.path.basename(round_dir).replace('round', 'round ')
-  if pipeline.control:
-    arms['supervised_same_steps'] = run_stage(
-      f'{name} control (teacher + same steps, human labels)',
-      self_training_configs.supervised_control(student),
-      os.path.join(round_dir, 'supervised_same_steps'),
-      run_fn,
-    )
-  if pipeline.supervised_total_steps:
-    arms['supervised_total_steps'] = run_stage(
-      f'{name} supervised from scratch, {total_steps} steps',
-      self_training_configs.supervised_from_scratch(
-        pipeline.teacher, student, total_steps
-      ),
-      os.path.join(round_dir, 'supervised_total_steps'),
-      run_fn,
-    )
-  return arms
 
 
 def _pseudo_labels(

@@ -158,6 +158,10 @@ class ProgressLogger:
     self._progress.update(step, details=format_losses(output))
 
 
+# Each evaluation on the validation split, in model_dir.
+EVAL_RESULTS = 'eval_results.json'
+
+
 class ResultsWriter:
   """Orbit eval action: appends each evaluation to a JSON list in model_dir
   (`eval_results.json` for the validation split)."""
@@ -166,7 +170,7 @@ class ResultsWriter:
     self,
     model_dir: str,
     global_step: Optional[tf.Variable] = None,
-    filename: str = 'eval_results.json',
+    filename: str = EVAL_RESULTS,
   ):
     self._path = os.path.join(model_dir, filename)
     self._global_step = global_step

@@ -22,6 +22,8 @@ import gin
 from official.core import config_definitions as cfg
 import yaml
 
+from official_selftrain import progress
+
 # (experiment, mode, model_dir) -> eval metrics: trains / evaluates one
 # experiment (`train_lib.run` with its strategy bound).
 RunExperiment = Callable[['Experiment', str, str], Dict[str, float]]
@@ -63,7 +65,7 @@ class Experiment:
   seed: Optional[int] = None
   deterministic: bool = True
   test_split: Optional[EvalSplit] = None
-  results_file: str = 'eval_results.json'
+  results_file: str = progress.EVAL_RESULTS
 
   def configs(self) -> Dict[str, cfg.ExperimentConfig]:
     return {'experiment': self.config}

@@ -17,6 +17,11 @@ def shard_path(output_dir: str, index: int, num_shards: int) -> str:
   )
 
 
+def shard_glob(output_dir: str) -> str:
+  """The glob of every shard in `output_dir` (what the student reads)."""
+  return os.path.join(output_dir, 'pseudo-*.tfrecord')
+
+
 def stats_path(output_dir: str, index: int, num_shards: int) -> str:
   return shard_path(output_dir, index, num_shards) + '.json'
 

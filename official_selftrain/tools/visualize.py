@@ -44,6 +44,7 @@ from official_selftrain.data import shapes
 from official_selftrain.ops import augment_policies
 from official_selftrain.pseudo_labels import manifest as manifest_lib
 from official_selftrain.pseudo_labels import schema
+from official_selftrain.pseudo_labels import shard_files
 
 flags.DEFINE_string(
   'pseudo_labels', None, 'Directory of pseudo-label shards (pseudo-*.tfrecord).'
@@ -391,9 +392,7 @@ def _augment_main():
 
 
 def _pseudo_labels_main():
-  files = sorted(
-    glob.glob(os.path.join(FLAGS.pseudo_labels, 'pseudo-*.tfrecord'))
-  )
+  files = sorted(glob.glob(shard_files.shard_glob(FLAGS.pseudo_labels)))
   if not files:
     raise SystemExit(f'error: no pseudo-*.tfrecord in {FLAGS.pseudo_labels}')
   records = [
