@@ -309,15 +309,12 @@ def _pseudo_labels(
 ) -> Dict[str, Any]:
   """Labels the pool with the teacher unless that is done; the manifest's
   counts and quality are taken at the student's read threshold."""
-  manifest_path = os.path.join(pseudo_dir, manifest_lib.MANIFEST)
-  if tf.io.gfile.exists(manifest_path):
-    with tf.io.gfile.GFile(manifest_path) as f:
-      manifest = json.load(f)
-    if manifest.get('complete') and manifest.get('teacher_dir') == teacher_dir:
-      logging.info(
-        '[pipeline] pseudo labels: complete in %s, skipped.', pseudo_dir
-      )
-      return manifest
+  manifest = manifest_lib.read_manifest(pseudo_dir)
+  if manifest.get('complete') and manifest.get('teacher_dir') == teacher_dir:
+    logging.info(
+      '[pipeline] pseudo labels: complete in %s, skipped.', pseudo_dir
+    )
+    return manifest
   logging.info(
     '[pipeline] pseudo labels: teacher %s labels the pool.', teacher_dir
   )

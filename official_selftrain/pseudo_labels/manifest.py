@@ -125,8 +125,9 @@ def read_finished_stats(
   return finished, stats
 
 
-def _read_json(path: str) -> Dict[str, Any]:
-  """The JSON object in `path`; {} when there is no such file."""
+def read_manifest(output_dir: str) -> Dict[str, Any]:
+  """The manifest of an export in `output_dir`; {} when it has none."""
+  path = os.path.join(output_dir, MANIFEST)
   if not tf.io.gfile.exists(path):
     return {}
   with tf.io.gfile.GFile(path) as f:
@@ -139,7 +140,7 @@ def write_manifest(
   """Merges the finished shards' stats into output_dir/manifest.json."""
   finished, stats = read_finished_stats(output_dir, num_shards)
   path = os.path.join(output_dir, MANIFEST)
-  previous = _read_json(path)
+  previous = read_manifest(output_dir)
   manifest = dict(header)
   manifest.update(merge_stats(stats))
   manifest['num_shards'] = num_shards

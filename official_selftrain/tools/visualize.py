@@ -23,8 +23,6 @@ instance masks when they have them).
 """
 
 import glob
-import json
-import os
 from typing import List
 from typing import Optional
 from typing import Tuple
@@ -93,15 +91,6 @@ FADED_ALPHA = 150
 
 def _floats(example, key):
   return np.array(example.features.feature[key].float_list.value)
-
-
-def read_manifest(pseudo_dir: str) -> dict:
-  """The pseudo-label directory's manifest ({} if it has none)."""
-  path = os.path.join(pseudo_dir, manifest_lib.MANIFEST)
-  if not tf.io.gfile.exists(path):
-    return {}
-  with tf.io.gfile.GFile(path) as f:
-    return json.load(f)
 
 
 def resolve_threshold(
@@ -398,7 +387,7 @@ def _pseudo_labels_main():
   records = [
     r.numpy() for r in tf.data.TFRecordDataset(files).take(FLAGS.num_images)
   ]
-  manifest = read_manifest(FLAGS.pseudo_labels)
+  manifest = manifest_lib.read_manifest(FLAGS.pseudo_labels)
   threshold, source = resolve_threshold(manifest, FLAGS.threshold)
   pictures = [draw_pseudo_labels(r, threshold, FLAGS.scale) for r in records]
   canvas = grid(pictures, FLAGS.columns)
