@@ -26,6 +26,7 @@ TOOLS = (
   'export_pseudo_labels',
   'visualize',
   'benchmark',
+  'learning_curve',
 )
 
 setuptools.setup(

@@ -46,6 +46,7 @@ class SelfTrainingTaskConfig(detection_cfg.DetectionTaskConfig):
   )
   pseudo_score_threshold: float = 0.5
   pseudo_ignore_floor: Optional[float] = None
+  pseudo_background_weight: float = 1.0
   alpha: float = 1.0
   ema_decay: float = ln.EMA_DECAY
   loss_normalization: bool = True
@@ -114,6 +115,7 @@ def self_training_experiment(
   pseudo_ratio: float = 1.0,
   pseudo_score_threshold: float = 0.5,
   pseudo_ignore_floor: Optional[float] = None,
+  pseudo_background_weight: float = 1.0,
   alpha: float = 1.0,
   ema_decay: float = ln.EMA_DECAY,
   loss_normalization: bool = True,
@@ -171,6 +173,12 @@ def self_training_experiment(
   split.apply_to(task.train_data)
   task.pseudo_score_threshold = pseudo_score_threshold
   task.pseudo_ignore_floor = pseudo_ignore_floor
+  if not 0.0 <= pseudo_background_weight <= 1.0:
+    raise ValueError(
+      'self_training_experiment.pseudo_background_weight must be in [0, 1], '
+      f'got {pseudo_background_weight}.'
+    )
+  task.pseudo_background_weight = pseudo_background_weight
   task.alpha = alpha
   task.ema_decay = ema_decay
   task.loss_normalization = loss_normalization

@@ -156,7 +156,10 @@ class DetectionTask(retinanet.RetinaNetTask):
     return reader.read(input_context=input_context)
 
   def detection_losses(
-    self, outputs: Mapping[str, Any], labels: Mapping[str, Any]
+    self,
+    outputs: Mapping[str, Any],
+    labels: Mapping[str, Any],
+    background_weight: float = 1.0,
   ):
     """Focal + Huber box loss of RetinaNet, normalised over the global batch.
 
@@ -167,6 +170,8 @@ class DetectionTask(retinanet.RetinaNetTask):
     Args:
       outputs: model outputs with 'cls_outputs' and 'box_outputs'.
       labels: parser labels with targets and weights.
+      background_weight: weight of the anchors matched to background in the
+        focal loss (1.0: RetinaNet's; the student's pseudo half may lower it).
 
     Returns:
       (model_loss, cls_loss, box_loss), each a scalar.
@@ -184,6 +189,8 @@ class DetectionTask(retinanet.RetinaNetTask):
     box_weights = labels['box_weights'] * keep
     num_positives = global_num_positives(box_weights)
     cls_weight = labels['cls_weights'] * keep * (num_replicas / num_positives)
+    if background_weight != 1.0:
+      cls_weight *= tf.where(cls_targets == 0, background_weight, 1.0)
     box_weight = box_weights * (num_replicas / num_positives)
     cls_loss_fn = focal_loss.FocalLoss(
       alpha=params.losses.focal_loss_alpha,

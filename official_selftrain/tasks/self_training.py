@@ -100,7 +100,11 @@ class SelfTrainingTask(detection.DetectionTask):
     labels_h, labels_p = split_batch(labels, human)
     losses = (
       self.detection_losses(outputs_h, labels_h)[0],
-      self.detection_losses(outputs_p, labels_p)[0],
+      self.detection_losses(
+        outputs_p,
+        labels_p,
+        background_weight=self.task_config.pseudo_background_weight,
+      )[0],
     )
     # Each replica holds its share (times the replica count); the mean over
     # replicas is the loss of the global batch.

@@ -16,6 +16,21 @@ r"""Side-by-side speed measurements, written as JSON (ratios are what count).
   the per-pair ratios ours / Model Garden's (target >= 0.95), and the same
   ratio in process CPU time (steadier on a shared machine).
 
+`train`: the training step of the gin file's detector (default
+  `shapes_s1.gin`; a pipeline's teacher), three trainers in one process,
+  each with its own model, optimizer and input pipeline: `ours` (this
+  project's `DetectionTask`: our parser with the policy's joint augmentation,
+  the globally normalised loss; float32), `model_garden` (Model Garden's own
+  `RetinaNetTask` on the same config: its parser and loss) and
+  `ours_bfloat16` (`ours` under the mixed_bfloat16 Keras policy). A timed
+  pass is `--steps` steps, input pipeline included, as in training; passes
+  alternate in pairs with `ours` (order swapped every pair). Reports steps/s
+  (median pass) and the median per-pair ratios ours / Model Garden and
+  bfloat16 / float32.
+
+  python -m official_selftrain.tools.benchmark --what=train --gin_file=shapes_s1.gin \
+      --steps=100 --repeats=4 --output=docs/benchmark_train.json
+
 `export`: on the same images of a Shapes-Det pool, in one process,
   - forward: the teacher's backbone + FPN + heads, no post-processing;
   - inference: forward + box decoding + NMS (what labelling needs), no writing;
@@ -31,13 +46,21 @@ import shutil
 import statistics
 import tempfile
 import time
+from typing import Callable
+from typing import Dict
 
 from absl import app
 from absl import flags
+from official.modeling import performance
 from official.vision.dataloaders import retinanet_input
 from official.vision.dataloaders import tf_example_decoder
+from official.vision.tasks import retinanet
 import tensorflow as tf
+import tf_keras
 
+from official_selftrain import cli  # --gin_file / --gin_param (train)
+from official_selftrain import registry_imports  # noqa: F401
+from official_selftrain.configs import experiment as experiment_lib
 from official_selftrain.data import embedded
 from official_selftrain.data import parsers
 from official_selftrain.data import pools
@@ -46,8 +69,12 @@ from official_selftrain.ops import augment_policies
 from official_selftrain.pseudo_labels import export
 from official_selftrain.pseudo_labels import shard_writer
 from official_selftrain.pseudo_labels import teacher as teacher_lib
+from official_selftrain.tasks import detection
 
-flags.DEFINE_enum('what', 'export', ['export', 'augment'], 'What to measure.')
+flags.DEFINE_enum(
+  'what', 'export', ['export', 'augment', 'train'], 'What to measure.'
+)
+flags.DEFINE_integer('steps', 50, 'Train steps per timed pass (--what=train).')
 flags.DEFINE_integer('image_size', 640, 'Scene size for --what=augment.')
 flags.DEFINE_list('policies', ['S1', 'S2', 'S3', 'S4'], 'For --what=augment.')
 flags.DEFINE_string('teacher_dir', None, 'model_dir of a trained detector.')
@@ -234,12 +261,106 @@ def benchmark_augment(image_size, num_images, repeats, policies, scenes=64):
   }
 
 
+def _trainer(task, config, policy: str) -> Callable[[int], None]:
+  """A function that runs n train steps of `task` (model built under
+  the Keras dtype `policy`)."""
+  performance.set_mixed_precision_policy(policy)
+  try:
+    model = task.build_model()
+    optimizer = task.create_optimizer(
+      config.trainer.optimizer_config, config.runtime
+    )
+  finally:
+    performance.set_mixed_precision_policy(tf.float32)
+  metrics = task.build_metrics(training=True)
+  iterator = iter(task.build_inputs(config.task.train_data))
+
+  @tf.function
+  def step(inputs):
+    return task.train_step(inputs, model, optimizer, metrics)
+
+  def run(n: int) -> None:
+    for _ in range(n):
+      logs = step(next(iterator))
+    float(logs[task.loss])  # waits for the last step
+
+  return run
+
+
+def trainers(experiment: experiment_lib.Experiment) -> Dict[str, Callable]:
+  """{'ours', 'model_garden', 'ours_bfloat16'}: n-step runners."""
+  config = experiment.config
+  experiment.prepare()
+  tf_keras.utils.set_random_seed(0)
+  return {
+    'ours': _trainer(detection.DetectionTask(config.task), config, 'float32'),
+    'model_garden': _trainer(
+      retinanet.RetinaNetTask(config.task), config, 'float32'
+    ),
+    'ours_bfloat16': _trainer(
+      detection.DetectionTask(config.task), config, 'bfloat16'
+    ),
+  }
+
+
+def _pairs(first, second, steps: int, repeats: int):
+  """Seconds of alternating passes: ([first...], [second...])."""
+  times = ([], [])
+  for repeat in range(repeats):
+    order = (0, 1) if repeat % 2 == 0 else (1, 0)
+    for index in order:
+      start = time.perf_counter()
+      (first, second)[index](steps)
+      times[index].append(time.perf_counter() - start)
+  return times
+
+
+def benchmark_train(
+  experiment: experiment_lib.Experiment, steps: int, repeats: int
+) -> Dict[str, object]:
+  """Steps/s of each trainer and the per-pair ratios, as JSON-able dict."""
+  runs = trainers(experiment)
+  for run in runs.values():
+    run(3)  # traces the step, fills the input pipeline
+  result = {'steps_per_pass': steps, 'repeats': repeats, 'pairs': {}}
+  seconds = {}
+  for other in ('model_garden', 'ours_bfloat16'):
+    ours, theirs = _pairs(runs['ours'], runs[other], steps, repeats)
+    seconds.setdefault('ours', []).extend(ours)
+    seconds[other] = theirs
+    ratios = [t / o for o, t in zip(ours, theirs)]  # speed of ours / other
+    key = f'ours_over_{other}' if other == 'model_garden' else 'bf16_over_fp32'
+    if other == 'ours_bfloat16':
+      ratios = [1.0 / r for r in ratios]
+    result['pairs'][key] = {
+      'median': statistics.median(ratios),
+      'per_pair': ratios,
+    }
+  result['steps_per_second'] = {
+    k: steps / statistics.median(v) for k, v in seconds.items()
+  }
+  result['images_per_step'] = (
+    experiment.config.task.train_data.global_batch_size
+  )
+  return result
+
+
 def main(argv):
   del argv
   if FLAGS.what == 'augment':
     result = benchmark_augment(
       FLAGS.image_size, FLAGS.num_images, FLAGS.repeats, FLAGS.policies
     )
+  elif FLAGS.what == 'train':
+    cli.parse_gin_flags(default_files=['shapes_s1.gin'])
+    result = benchmark_train(
+      getattr(job := experiment_lib.build(), 'teacher', job),
+      FLAGS.steps,
+      FLAGS.repeats,
+    )
+    result['gin_files'] = FLAGS.gin_file or ['shapes_s1.gin']
+    result['gin_params'] = list(FLAGS.gin_param)
+    result['cpu_count'] = os.cpu_count()
   else:
     result = benchmark_export(
       FLAGS.teacher_dir, FLAGS.num_images, FLAGS.batch_size, FLAGS.repeats

@@ -28,6 +28,7 @@ def test_student_defaults_follow_the_paper():
   assert task.train_data.pseudo_label_data.global_batch_size == 32
   assert task.train_data.pseudo_label_data.input_path == '/p/*'
   assert task.pseudo_score_threshold == 0.5
+  assert task.pseudo_background_weight == 1.0  # beyond the paper: off
   assert task.loss_normalization and task.alpha == 1.0
   assert task.ema_decay == 0.9997
   assert task.init_checkpoint == '/t' and task.init_checkpoint_modules == 'all'
@@ -93,6 +94,16 @@ def test_student_parses_human_and_pseudo_halves_with_the_joint_policy():
   assert isinstance(augmenter, joint_augment.JointRandAugment)
 
 
+def test_background_weight_outside_0_1_names_the_binding():
+  config_files.parse(
+    ['shapes_selftrain.gin'],
+    ['self_training_experiment.pseudo_background_weight = 2.0'],
+  )
+  pipeline = experiment_lib.build()
+  with pytest.raises(ValueError, match='pseudo_background_weight'):
+    pipeline.student(teacher_dir='/t', pseudo_label_pattern='/p/*')
+
+
 def test_init_from_teacher_needs_teacher_dir():
   config_files.parse(['shapes_selftrain.gin'], [])
   pipeline = experiment_lib.build()
@@ -103,7 +114,12 @@ def test_init_from_teacher_needs_teacher_dir():
 def test_control_has_exactly_the_supervised_fields():
   """Derived from the dataclass fields: a student-only setting (here the
   ignore band) never reaches the control."""
-  pipeline, _ = build(['self_training_experiment.pseudo_ignore_floor = 0.3'])
+  pipeline, _ = build(
+    [
+      'self_training_experiment.pseudo_ignore_floor = 0.3',
+      'self_training_experiment.pseudo_background_weight = 0.1',
+    ]
+  )
   student = pipeline.student(teacher_dir='/t', pseudo_label_pattern='/p/*')
   control = self_training.supervised_control(student).config.task
   assert type(control) is detection_cfg.DetectionTaskConfig

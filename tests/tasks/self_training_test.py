@@ -167,5 +167,51 @@ def test_ignored_anchors_are_neither_positive_nor_negative():
   )
 
 
+def test_background_weight_scales_only_background_anchors():
+  """The pseudo half's background weight: 1 is RetinaNet's loss, 0 leaves
+  the positives' focal and box loss alone, and between them the class loss
+  is linear in the weight."""
+  import tensorflow as tf
+
+  from official_selftrain.configs import detection as detection_cfg
+  from official_selftrain.tasks import detection
+
+  config = detection_cfg.DetectionTaskConfig()
+  config.model.num_classes = 4
+  task = detection.DetectionTask(config)
+  rng = tf.random.Generator.from_seed(1)
+  targets = tf.constant([[[[1, 0, 0], [2, 0, 3]], [[0, 0, 3], [0, 1, 0]]]] * 2)
+  outputs = {
+    'cls_outputs': {'3': rng.normal([2, 2, 2, 3 * 4])},
+    'box_outputs': {'3': rng.normal([2, 2, 2, 3 * 4])},
+  }
+  labels = {
+    'cls_targets': {'3': targets},
+    'box_targets': {'3': rng.normal([2, 2, 2, 3 * 4])},
+    'cls_weights': tf.ones([2, 12]),
+    'box_weights': tf.cast(tf.reshape(targets, [2, 12]) > 0, tf.float32),
+  }
+
+  def cls_and_box(weight):
+    _, cls_loss, box_loss = task.detection_losses(
+      outputs, labels, background_weight=weight
+    )
+    return float(cls_loss), float(box_loss)
+
+  full, none, half = cls_and_box(1.0), cls_and_box(0.0), cls_and_box(0.5)
+  assert full == cls_and_box(1.0)
+  # The box loss and the positives do not depend on it.
+  assert full[1] == none[1] == half[1]
+  positives_only = {
+    **labels,
+    'cls_weights': tf.cast(tf.reshape(targets, [2, 12]) > 0, tf.float32),
+  }
+  assert none[0] == pytest.approx(
+    float(task.detection_losses(outputs, positives_only)[1]), rel=1e-6
+  )
+  assert none[0] < half[0] < full[0]
+  assert half[0] == pytest.approx((full[0] + none[0]) / 2, rel=1e-5)
+
+
 if __name__ == '__main__':
   compare(sys.argv[1])

@@ -1,0 +1,74 @@
+"""The learning-curve tool: full schedules per point, resumable, plotted."""
+
+import json
+import os
+
+from helpers import TINY_GIN
+from helpers import run_tool
+from PIL import Image
+import pytest
+
+from official_selftrain.tools import learning_curve
+
+
+def test_sweep_is_every_fraction_policy_and_length_shortest_first():
+  points = learning_curve.sweep(['4', '2'], ['0.5', '1.0'], ['S1', 'S4'])
+  assert len(points) == 8
+  assert [p.steps for p in points[:2]] == [2, 4]
+  assert points[0].curve == 'f0.5_S1'
+  bindings = points[1].bindings(seed=3)
+  assert 'detection_experiment.train_steps = 4' in bindings
+  assert 'detection_experiment.validation_interval = 4' in bindings
+  assert 'shapes_det.label_fraction = 0.5' in bindings
+  assert "detection_experiment.policy = 'S1'" in bindings
+  assert 'detection_experiment.seed = 3' in bindings
+  # Nothing given, nothing bound beyond the schedule.
+  (plain,) = learning_curve.sweep(['7'])
+  assert plain.bindings(None) == [
+    'detection_experiment.train_steps = 7',
+    'detection_experiment.validation_interval = 7',
+  ]
+
+
+def test_best_point_is_chosen_on_the_selection_split():
+  records = [
+    {'curve': 'c', 'steps': s, 'val': {'AP': v}, 'test': {'AP': t}}
+    for s, v, t in ((1, 0.1, 0.9), (2, 0.3, 0.2), (4, 0.2, 0.5))
+  ]
+  best = learning_curve.best_points(records)
+  # Step 2 has the best val AP; the better test AP of the others is not looked at.
+  assert best['c']['steps'] == 2 and best['c']['test'] == {'AP': 0.2}
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_tool_trains_each_schedule_and_resumes(tmp_path, data_dir):
+  model_dir = str(tmp_path / 'curves')
+  plot = str(tmp_path / 'curves.png')
+  args = (
+    f'--gin_file={TINY_GIN}',
+    '--steps=2,4',
+    '--label_fractions=0.5',
+    '--policies=S1',
+    f'--model_dir={model_dir}',
+    f'--plot={plot}',
+  )
+  del data_dir  # the session's data cache, through $SELFTRAIN_DATA_DIR
+  first = run_tool('learning_curve.py', *args)
+  assert first.returncode == 0, first.stderr[-3000:]
+  with open(os.path.join(model_dir, learning_curve.CURVES)) as f:
+    curves = json.load(f)
+  points = curves['points']
+  assert [(p['steps'], p['val']['step']) for p in points] == [(2, 2), (4, 4)]
+  for p in points:
+    assert 0.0 <= p['val']['AP'] <= 1.0 and p['test']['step'] == p['steps']
+    # Each its own schedule: its own folder, trained to its own last step.
+    assert p['dir'].endswith(f'f0.5_S1/steps{p["steps"]}')
+    assert not os.path.exists(os.path.join(p['dir'], 'ckpt-6.index'))
+  assert curves['best']['f0.5_S1']['steps'] in (2, 4)
+  assert Image.open(plot).size[0] > 300
+  assert 'f0.5_S1' in first.stdout
+  # Run again: every point is complete and skipped.
+  again = run_tool('learning_curve.py', *args)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert again.stderr.count('skipped') >= 2
