@@ -27,6 +27,7 @@ TOOLS = (
   'visualize',
   'benchmark',
   'learning_curve',
+  'seed_study',
 )
 
 setuptools.setup(

@@ -58,6 +58,15 @@ def parse_gin_flags(default_files=(), extra_params=()) -> None:
   )
 
 
+def build_job():
+  """The gin-bound `experiment.config` (an Experiment or a Pipeline); a
+  configuration the builders reject is a UserError."""
+  try:
+    return experiment_lib.build()
+  except (ValueError, TypeError, KeyError, AttributeError) as e:
+    raise UserError(f'configuration: {e}') from e
+
+
 def main_with_errors(main: Callable[[list], None]) -> None:
   """Runs an absl `main`; a user error ends it with one line and exit 1."""
   try:

@@ -51,10 +51,7 @@ def main(argv):
     [] if FLAGS.seed is None else [f'detection_experiment.seed = {FLAGS.seed}']
   )
   cli.parse_gin_flags(extra_params=seed)
-  try:
-    job = experiment_lib.build()
-  except (ValueError, TypeError, KeyError, AttributeError) as e:
-    raise cli.UserError(f'configuration: {e}') from e
+  job = cli.build_job()
   for config in job.configs().values():  # what --strategy will run
     config.runtime.distribution_strategy = FLAGS.strategy
     config.runtime.tpu = FLAGS.tpu

@@ -25,6 +25,7 @@ LAYERS = (
   ('pseudo_labels',),
   ('tasks',),
   ('train_lib', 'pipeline'),
+  ('studies',),
   ('registry_imports', 'cli', 'train', 'tools'),
 )
 ENTRY_POINTS = ('registry_imports', 'cli', 'train', 'tools')

@@ -130,6 +130,38 @@ def augment_example(
   )
 
 
+_PER_OBJECT = (
+  'groundtruth_classes',
+  'groundtruth_boxes',
+  'groundtruth_is_crowd',
+  'groundtruth_area',
+  'groundtruth_instance_masks',
+  'groundtruth_instance_masks_png',
+)
+
+
+def drop_crowds(data):
+  """The decoded example without its crowd (`is_crowd`) objects."""
+  is_crowd = data['groundtruth_is_crowd']
+  count = tf.shape(data['groundtruth_classes'])[0]
+  # No is_crowd feature at all: nothing is a crowd (as Model Garden).
+  is_crowd = tf.cond(
+    tf.size(is_crowd) > 0,
+    lambda: tf.cast(is_crowd, tf.bool),
+    lambda: tf.zeros([count], tf.bool),
+  )
+  keep = tf.where(tf.logical_not(is_crowd))[:, 0]
+  data = {**data, 'groundtruth_is_crowd': is_crowd}
+  for key in _PER_OBJECT:
+    if key in data:
+      data[key] = tf.gather(data[key], keep)
+  if data.get('groundtruth_attributes'):
+    data['groundtruth_attributes'] = {
+      k: tf.gather(v, keep) for k, v in data['groundtruth_attributes'].items()
+    }
+  return data
+
+
 class RetinaNetParser(retinanet_input.Parser):
   """Model Garden's RetinaNet parser with the joint policy and sliver rule."""
 
@@ -150,6 +182,10 @@ class RetinaNetParser(retinanet_input.Parser):
     if kwargs.get('resize_first'):
       raise ValueError('resize_first=True is not supported by this parser.')
     super().__init__(*args, aug_type=None, **kwargs)
+    # Crowd annotations are dropped here, before Model Garden's train parsing
+    # (see `_parse_train_data`), not by it.
+    self._drop_crowds = self._skip_crowd_during_training
+    self._skip_crowd_during_training = False
     self._min_visible = min_visible
     # Model Garden calls `_augmenter.distort_with_boxes(image, boxes)` on the
     # uint8 image and normalised boxes; dropped boxes come back all zero and
@@ -157,6 +193,18 @@ class RetinaNetParser(retinanet_input.Parser):
     self._augmenter = build_augmenter(
       aug_type, min_visible, augment_reference_size
     )
+
+  def _parse_train_data(self, data, *args, **kwargs):
+    """Model Garden's, with crowd annotations dropped first.
+
+    Model Garden drops them under `tf.control_dependencies` on the decoded
+    tensors; under op determinism (a seeded run) TF's rewrite of the parallel
+    map loses that control input and the iterator does not start
+    ("input[0] == '^args_3', is not found"). The same gather without it.
+    """
+    if self._drop_crowds:
+      data = drop_crowds(data)
+    return super()._parse_train_data(data, *args, **kwargs)
 
   def _resize_and_crop_image_and_boxes(self, image, boxes, pad=True):
     """Model Garden's jitter resize + crop; boxes the crop cuts to less than

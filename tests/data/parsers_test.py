@@ -360,3 +360,30 @@ def test_segmentation_settings_the_policy_cannot_serve_are_named():
     parsers.SegmentationParser(
       output_size=[SIZE, SIZE], aug_type=policy.aug_type, ignore_label=300
     )
+
+
+def test_crowds_are_dropped_without_control_dependencies():
+  """As Model Garden's skip_crowd_during_training, but a plain gather, so a
+  seeded run's op determinism can rewrite the parser's parallel map."""
+  data = {
+    'groundtruth_classes': tf.constant([1, 2, 3]),
+    'groundtruth_boxes': tf.reshape(tf.range(12, dtype=tf.float32), [3, 4]),
+    'groundtruth_is_crowd': tf.constant([False, True, False]),
+    'groundtruth_area': tf.constant([1.0, 2.0, 3.0]),
+    'image': tf.zeros([4, 4, 3], tf.uint8),
+  }
+  kept = parsers.drop_crowds(data)
+  assert kept['groundtruth_classes'].numpy().tolist() == [1, 3]
+  assert kept['groundtruth_boxes'].numpy()[:, 0].tolist() == [0.0, 8.0]
+  assert kept['groundtruth_area'].numpy().tolist() == [1.0, 3.0]
+  assert kept['image'] is data['image']
+  # Without is_crowd values nothing is a crowd.
+  none = parsers.drop_crowds(
+    {**data, 'groundtruth_is_crowd': tf.zeros([0], tf.bool)}
+  )
+  assert none['groundtruth_classes'].numpy().tolist() == [1, 2, 3]
+  # The parser uses it, and Model Garden's own crowd step is off.
+  parser = parsers.RetinaNetParser(
+    [64, 64], 3, 5, 3, [0.5, 1.0, 2.0], 3.0, skip_crowd_during_training=True
+  )
+  assert parser._drop_crowds and not parser._skip_crowd_during_training

@@ -8,11 +8,11 @@ from helpers import run_tool
 from PIL import Image
 import pytest
 
-from official_selftrain.tools import learning_curve
+from official_selftrain import studies
 
 
 def test_sweep_is_every_fraction_policy_and_length_shortest_first():
-  points = learning_curve.sweep(['4', '2'], ['0.5', '1.0'], ['S1', 'S4'])
+  points = studies.sweep(['4', '2'], ['0.5', '1.0'], ['S1', 'S4'])
   assert len(points) == 8
   assert [p.steps for p in points[:2]] == [2, 4]
   assert points[0].curve == 'f0.5_S1'
@@ -23,7 +23,7 @@ def test_sweep_is_every_fraction_policy_and_length_shortest_first():
   assert "detection_experiment.policy = 'S1'" in bindings
   assert 'detection_experiment.seed = 3' in bindings
   # Nothing given, nothing bound beyond the schedule.
-  (plain,) = learning_curve.sweep(['7'])
+  (plain,) = studies.sweep(['7'])
   assert plain.bindings(None) == [
     'detection_experiment.train_steps = 7',
     'detection_experiment.validation_interval = 7',
@@ -35,7 +35,7 @@ def test_best_point_is_chosen_on_the_selection_split():
     {'curve': 'c', 'steps': s, 'val': {'AP': v}, 'test': {'AP': t}}
     for s, v, t in ((1, 0.1, 0.9), (2, 0.3, 0.2), (4, 0.2, 0.5))
   ]
-  best = learning_curve.best_points(records)
+  best = studies.best_points(records)
   # Step 2 has the best val AP; the better test AP of the others is not looked at.
   assert best['c']['steps'] == 2 and best['c']['test'] == {'AP': 0.2}
 
@@ -56,7 +56,7 @@ def test_tool_trains_each_schedule_and_resumes(tmp_path, data_dir):
   del data_dir  # the session's data cache, through $SELFTRAIN_DATA_DIR
   first = run_tool('learning_curve.py', *args)
   assert first.returncode == 0, first.stderr[-3000:]
-  with open(os.path.join(model_dir, learning_curve.CURVES)) as f:
+  with open(os.path.join(model_dir, studies.CURVES)) as f:
     curves = json.load(f)
   points = curves['points']
   assert [(p['steps'], p['val']['step']) for p in points] == [(2, 2), (4, 4)]

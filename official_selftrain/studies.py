@@ -1,0 +1,217 @@
+"""Studies over runs: learning curves and seeds (the library of the tools
+`learning_curve` and `seed_study`, which train; this module only reads and
+plots what they wrote).
+
+A learning curve is the supervised model at several schedule lengths, each a
+full schedule of its own, per label fraction and policy; its best point is
+chosen on the selection (val) split. A seed study is a self-training pipeline
+over seeds; a gain counts against the best supervised model of each seed.
+"""
+
+import dataclasses
+import statistics
+from typing import Any
+from typing import Dict
+from typing import List
+from typing import Optional
+
+from official_selftrain import pipeline as pipeline_lib
+
+CURVES = 'curves.json'
+STUDY = 'study.json'
+CURVE_ARM = 'learning_curve_best'
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+  """One schedule of the sweep."""
+
+  steps: int
+  label_fraction: Optional[float] = None
+  policy: Optional[str] = None
+
+  @property
+  def curve(self) -> str:
+    """The folder of its curve: fraction and policy."""
+    fraction = 'all' if self.label_fraction is None else self.label_fraction
+    return f'f{fraction}_{self.policy or "default"}'
+
+  def bindings(self, seed: Optional[int]) -> List[str]:
+    """The gin bindings that make this point of the base config."""
+    params = [
+      f'detection_experiment.train_steps = {self.steps}',
+      # One evaluation at the end of each schedule.
+      f'detection_experiment.validation_interval = {self.steps}',
+    ]
+    if self.label_fraction is not None:
+      params.append(f'shapes_det.label_fraction = {self.label_fraction}')
+    if self.policy is not None:
+      params.append(f"detection_experiment.policy = '{self.policy}'")
+    if seed is not None:
+      params.append(f'detection_experiment.seed = {seed}')
+    return params
+
+
+def sweep(steps, label_fractions=None, policies=None) -> List[Point]:
+  """Every (fraction, policy, steps), shortest schedules first."""
+  return [
+    Point(int(s), None if f is None else float(f), p)
+    for f in (label_fractions or [None])
+    for p in (policies or [None])
+    for s in sorted(int(x) for x in steps)
+  ]
+
+
+def best_points(records: List[Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
+  """Per curve, the point with the best val AP (the selection split)."""
+  best = {}
+  for record in records:
+    ap = record['val'].get('AP', float('-inf'))
+    current = best.get(record['curve'])
+    if current is None or ap > current['val'].get('AP', float('-inf')):
+      best[record['curve']] = record
+  return {
+    curve: {'steps': r['steps'], 'val': r['val'], 'test': r['test']}
+    for curve, r in best.items()
+  }
+
+
+def plot_curves(records: List[Dict[str, Any]], path: str) -> None:
+  """Val AP against steps: one panel per policy, one line per fraction."""
+  import matplotlib
+
+  matplotlib.use('Agg')
+  from matplotlib import pyplot as plt
+
+  policies = sorted({r['policy'] or 'default' for r in records})
+  fig, axes = plt.subplots(
+    1, len(policies), figsize=(4.5 * len(policies), 3.6), squeeze=False
+  )
+  for ax, policy in zip(axes[0], policies):
+    mine = [r for r in records if (r['policy'] or 'default') == policy]
+    for fraction in sorted({r['label_fraction'] or 1.0 for r in mine}):
+      line = sorted(
+        (r['steps'], 100 * r['val'].get('AP', float('nan')))
+        for r in mine
+        if (r['label_fraction'] or 1.0) == fraction
+      )
+      ax.plot(*zip(*line), marker='o', label=f'{fraction:.0%} labels')
+    ax.set_xscale('log', base=2)
+    ax.set_xlabel('steps (each a full schedule)')
+    ax.set_ylabel('AP on the selection split')
+    ax.set_title(f'Augment-{policy}' if policy != 'default' else 'supervised')
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def format_table(records: List[Dict[str, Any]]) -> str:
+  """One line per point: curve, steps, val and test AP."""
+  lines = ['curve            | steps  | val AP | test AP']
+  for r in records:
+    test = (r['test'] or {}).get('AP')
+    lines.append(
+      f'{r["curve"]:16s} | {r["steps"]:6d} | '
+      f'{100 * r["val"].get("AP", float("nan")):6.1f} | '
+      + ('     -' if test is None else f'{100 * test:7.1f}')
+    )
+  return '\n'.join(lines)
+
+
+def curve_best(curves: Dict[str, Any], curve: str, max_steps: int):
+  """The point of `curve` with the best val AP within `max_steps`."""
+  points = [
+    p
+    for p in curves['points']
+    if p['curve'] == curve and p['steps'] <= max_steps
+  ]
+  if not points:
+    return None
+  return max(points, key=lambda p: p['val'].get('AP', float('-inf')))
+
+
+def seed_record(summary, curves=None, curve=None) -> Dict[str, Any]:
+  """Test AP per arm and the student's gain over the best baseline."""
+  arms = {
+    arm: (summary.get(arm) or {}).get('test', {}).get('AP')
+    for arm, _ in pipeline_lib.ARMS
+  }
+  if curves is not None:
+    best = curve_best(curves, curve, summary['total_steps'])
+    arms[CURVE_ARM] = None if best is None else (best['test'] or {}).get('AP')
+  baselines = {
+    k: v for k, v in arms.items() if k != 'student' and v is not None
+  }
+  record = {'test_AP': arms, 'total_steps': summary['total_steps']}
+  if baselines and arms['student'] is not None:
+    best_arm = max(baselines, key=baselines.get)
+    record['best_baseline'] = best_arm
+    record['gain'] = arms['student'] - baselines[best_arm]
+  return record
+
+
+def spread(values: List[float]) -> Optional[Dict[str, float]]:
+  """Mean, standard deviation (n-1), min and max; None without values."""
+  values = [v for v in values if v is not None]
+  if not values:
+    return None
+  return {
+    'mean': statistics.mean(values),
+    'std': statistics.stdev(values) if len(values) > 1 else 0.0,
+    'min': min(values),
+    'max': max(values),
+    'n': len(values),
+  }
+
+
+def aggregate(records: Dict[int, Dict[str, Any]]) -> Dict[str, Any]:
+  """The study: per arm and for the gain, spread over seeds."""
+  arms = sorted({a for r in records.values() for a in r['test_AP']})
+  gains = [r.get('gain') for r in records.values()]
+  return {
+    'seeds': {str(s): r for s, r in records.items()},
+    'test_AP': {
+      arm: spread([r['test_AP'].get(arm) for r in records.values()])
+      for arm in arms
+    },
+    'gain': spread(gains),
+    'every_seed_gains': bool(gains)
+    and all(g is not None and g > 0 for g in gains),
+  }
+
+
+def plot_study(study: Dict[str, Any], path: str) -> None:
+  """Test AP per arm: mean bar, seed-to-seed spread, one dot per seed."""
+  import matplotlib
+
+  matplotlib.use('Agg')
+  from matplotlib import pyplot as plt
+
+  arms = [a for a, s in study['test_AP'].items() if s is not None]
+  fig, ax = plt.subplots(figsize=(1.4 * len(arms) + 2, 3.6))
+  for i, arm in enumerate(arms):
+    stats = study['test_AP'][arm]
+    ax.bar(
+      i, 100 * stats['mean'], yerr=100 * stats['std'], capsize=4, alpha=0.6
+    )
+    dots = [r['test_AP'].get(arm) for r in study['seeds'].values()]
+    dots = [100 * d for d in dots if d is not None]
+    ax.plot([i] * len(dots), dots, 'k.', markersize=6)
+  ax.set_xticks(
+    range(len(arms)), [a.replace('_', '\n') for a in arms], fontsize=8
+  )
+  ax.set_ylabel('test AP (mean, std, seeds)')
+  gain = study['gain']
+  if gain:
+    ax.set_title(
+      f'student - best supervised: {100 * gain["mean"]:+.1f} '
+      f'(std {100 * gain["std"]:.1f}, min {100 * gain["min"]:+.1f}) AP',
+      fontsize=9,
+    )
+  low = min(100 * study['test_AP'][a]['min'] for a in arms)
+  ax.set_ylim(max(0.0, low - 5), None)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
