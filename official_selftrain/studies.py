@@ -62,6 +62,14 @@ def sweep(steps, label_fractions=None, policies=None) -> List[Point]:
   ]
 
 
+def merge_points(earlier, new):
+  """`earlier` points updated by `new` (same folder: the new record wins),
+  ordered by curve and steps."""
+  merged = {p['dir']: p for p in earlier}
+  merged.update({p['dir']: p for p in new})
+  return sorted(merged.values(), key=lambda p: (p['curve'], p['steps']))
+
+
 def best_points(records: List[Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
   """Per curve, the point with the best val AP (the selection split)."""
   best = {}

@@ -82,6 +82,16 @@ def run_point(
   }
 
 
+def _earlier_points(model_dir: str) -> List[Dict[str, Any]]:
+  """Points an earlier sweep into `model_dir` recorded (kept, so sweeps of
+  other fractions or policies into one folder add up to one plot)."""
+  path = os.path.join(model_dir, studies.CURVES)
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return json.load(f)['points']
+
+
 def main(argv):
   del argv
   if not FLAGS.model_dir:
@@ -92,6 +102,7 @@ def main(argv):
   records = [
     run_point(point, FLAGS.model_dir, FLAGS.seed, run_fn) for point in points
   ]
+  records = studies.merge_points(_earlier_points(FLAGS.model_dir), records)
   curves = {'points': records, 'best': studies.best_points(records)}
   with open(os.path.join(FLAGS.model_dir, studies.CURVES), 'w') as f:
     json.dump(curves, f, indent=1)

@@ -30,6 +30,23 @@ def test_sweep_is_every_fraction_policy_and_length_shortest_first():
   ]
 
 
+def test_sweeps_into_one_folder_add_up():
+  old = [
+    {'dir': 'a/s2', 'curve': 'a', 'steps': 2, 'val': {'AP': 0.1}},
+    {'dir': 'a/s4', 'curve': 'a', 'steps': 4, 'val': {'AP': 0.2}},
+  ]
+  new = [
+    {'dir': 'a/s4', 'curve': 'a', 'steps': 4, 'val': {'AP': 0.3}},
+    {'dir': 'b/s1', 'curve': 'b', 'steps': 1, 'val': {'AP': 0.4}},
+  ]
+  merged = studies.merge_points(old, new)
+  assert [(p['dir'], p['val']['AP']) for p in merged] == [
+    ('a/s2', 0.1),
+    ('a/s4', 0.3),
+    ('b/s1', 0.4),
+  ]
+
+
 def test_best_point_is_chosen_on_the_selection_split():
   records = [
     {'curve': 'c', 'steps': s, 'val': {'AP': v}, 'test': {'AP': t}}
