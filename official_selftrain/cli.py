@@ -5,12 +5,14 @@ raises specific errors, and `main_with_errors` turns the ones a user can fix
 into one line on stderr and exit code 1, without a traceback.
 """
 
+import functools
 import os
 import sys
 from typing import Callable
 
 from absl import app
 from absl import flags
+import gin
 
 from official_selftrain import config_files
 from official_selftrain import train_lib
@@ -65,6 +67,28 @@ def build_job():
     return experiment_lib.build()
   except (ValueError, TypeError, KeyError, AttributeError) as e:
     raise UserError(f'configuration: {e}') from e
+
+
+def rebuild_job(extra_params=()):
+  """The job of the gin flags plus `extra_params`, from a clean gin config
+  (for tools that build one job per point or seed)."""
+  gin.clear_config()
+  parse_gin_flags(extra_params=extra_params)
+  return build_job()
+
+
+def supervised_experiment(job) -> experiment_lib.Experiment:
+  """The supervised experiment of a job: itself, or a pipeline's teacher."""
+  job = getattr(job, 'teacher', job)
+  if not isinstance(job, experiment_lib.Experiment):
+    raise UserError(f'{FLAGS.gin_file} binds no supervised experiment.')
+  return job
+
+
+def one_device_run_fn():
+  """`run_experiment` for a job's `run` on one device."""
+  strategy = train_lib.build_strategy('one_device', None, None)
+  return functools.partial(train_lib.run, strategy=strategy)
 
 
 def main_with_errors(main: Callable[[list], None]) -> None:

@@ -22,6 +22,16 @@ STUDY = 'study.json'
 CURVE_ARM = 'learning_curve_best'
 
 
+def _pyplot():
+  """matplotlib's pyplot on the file-only backend (imported when plotting)."""
+  import matplotlib
+
+  matplotlib.use('Agg')
+  from matplotlib import pyplot as plt
+
+  return plt
+
+
 @dataclasses.dataclass(frozen=True)
 class Point:
   """One schedule of the sweep."""
@@ -86,11 +96,7 @@ def best_points(records: List[Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
 
 def plot_curves(records: List[Dict[str, Any]], path: str) -> None:
   """Val AP against steps: one panel per policy, one line per fraction."""
-  import matplotlib
-
-  matplotlib.use('Agg')
-  from matplotlib import pyplot as plt
-
+  plt = _pyplot()
   policies = sorted({r['policy'] or 'default' for r in records})
   fig, axes = plt.subplots(
     1, len(policies), figsize=(4.5 * len(policies), 3.6), squeeze=False
@@ -192,11 +198,7 @@ def aggregate(records: Dict[int, Dict[str, Any]]) -> Dict[str, Any]:
 
 def plot_study(study: Dict[str, Any], path: str) -> None:
   """Test AP per arm: mean bar, seed-to-seed spread, one dot per seed."""
-  import matplotlib
-
-  matplotlib.use('Agg')
-  from matplotlib import pyplot as plt
-
+  plt = _pyplot()
   arms = [a for a, s in study['test_AP'].items() if s is not None]
   fig, ax = plt.subplots(figsize=(1.4 * len(arms) + 2, 3.6))
   for i, arm in enumerate(arms):

@@ -24,7 +24,7 @@ r"""Side-by-side speed measurements, written as JSON (ratios are what count).
   `RetinaNetTask` on the same config: its parser and loss) and
   `ours_bfloat16` (`ours` under the mixed_bfloat16 Keras policy). A timed
   pass is `--steps` steps, input pipeline included, as in training; passes
-  alternate in pairs with `ours` (order swapped every pair). Reports steps/s
+  alternate in pairs with `ours` (as `augment`'s, order swapped every pair). Reports steps/s
   (median pass) and the median per-pair ratios ours / Model Garden and
   bfloat16 / float32.
 
@@ -303,18 +303,6 @@ def trainers(experiment: experiment_lib.Experiment) -> Dict[str, Callable]:
   }
 
 
-def _pairs(first, second, steps: int, repeats: int):
-  """Seconds of alternating passes: ([first...], [second...])."""
-  times = ([], [])
-  for repeat in range(repeats):
-    order = (0, 1) if repeat % 2 == 0 else (1, 0)
-    for index in order:
-      start = time.perf_counter()
-      (first, second)[index](steps)
-      times[index].append(time.perf_counter() - start)
-  return times
-
-
 def benchmark_train(
   experiment: experiment_lib.Experiment, steps: int, repeats: int
 ) -> Dict[str, object]:
@@ -323,12 +311,15 @@ def benchmark_train(
   for run in runs.values():
     run(3)  # traces the step, fills the input pipeline
   result = {'steps_per_pass': steps, 'repeats': repeats, 'pairs': {}}
-  seconds = {}
+  seconds = {'ours': []}
   for other in ('model_garden', 'ours_bfloat16'):
-    ours, theirs = _pairs(runs['ours'], runs[other], steps, repeats)
-    seconds.setdefault('ours', []).extend(ours)
-    seconds[other] = theirs
-    ratios = [t / o for o, t in zip(ours, theirs)]  # speed of ours / other
+    # Alternating passes of `ours` and `other` (in the `model_garden` slot).
+    wall, _ = _alternating_pairs(
+      lambda trainer: trainer(steps), runs['ours'], runs[other], repeats
+    )
+    seconds['ours'] += wall['ours']
+    seconds[other] = wall['model_garden']
+    ratios = _ratios(wall)  # speed of ours / other, per pair
     key = f'ours_over_{other}' if other == 'model_garden' else 'bf16_over_fp32'
     if other == 'ours_bfloat16':
       ratios = [1.0 / r for r in ratios]
@@ -354,9 +345,7 @@ def main(argv):
   elif FLAGS.what == 'train':
     cli.parse_gin_flags(default_files=['shapes_s1.gin'])
     result = benchmark_train(
-      getattr(job := experiment_lib.build(), 'teacher', job),
-      FLAGS.steps,
-      FLAGS.repeats,
+      cli.supervised_experiment(cli.build_job()), FLAGS.steps, FLAGS.repeats
     )
     result['gin_files'] = FLAGS.gin_file or ['shapes_s1.gin']
     result['gin_params'] = list(FLAGS.gin_param)

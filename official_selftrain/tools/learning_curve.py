@@ -20,7 +20,6 @@ fraction binds `shapes_det.label_fraction` (the embedded data); leave
 """
 
 import dataclasses
-import functools
 import json
 import os
 from typing import Any
@@ -28,14 +27,11 @@ from typing import Dict
 from typing import List
 
 from absl import flags
-import gin
 
 from official_selftrain import cli
 from official_selftrain import pipeline as pipeline_lib
 from official_selftrain import registry_imports  # noqa: F401
 from official_selftrain import studies
-from official_selftrain import train_lib
-from official_selftrain.configs import experiment as experiment_lib
 
 flags.DEFINE_string('model_dir', None, 'Root of every point, and curves.json.')
 flags.DEFINE_list('steps', ['500', '1000', '2000', '4000'], 'Schedule lengths.')
@@ -53,22 +49,11 @@ flags.DEFINE_string(
 FLAGS = flags.FLAGS
 
 
-def supervised_experiment(params: List[str]) -> experiment_lib.Experiment:
-  """The gin flags plus `params`, built; a pipeline gives its teacher."""
-  gin.clear_config()
-  cli.parse_gin_flags(extra_params=params)
-  job = cli.build_job()
-  job = getattr(job, 'teacher', job)
-  if not isinstance(job, experiment_lib.Experiment):
-    raise cli.UserError(f'{FLAGS.gin_file} binds no supervised experiment.')
-  return job
-
-
 def run_point(
   point: studies.Point, model_dir: str, seed, run_fn
 ) -> Dict[str, Any]:
   """Trains and evaluates one point unless complete; its record."""
-  experiment = supervised_experiment(point.bindings(seed))
+  experiment = cli.supervised_experiment(cli.rebuild_job(point.bindings(seed)))
   point_dir = os.path.join(model_dir, point.curve, f'steps{point.steps}')
   metrics = pipeline_lib.run_stage(
     f'{point.curve} {point.steps} steps', experiment, point_dir, run_fn
@@ -97,8 +82,7 @@ def main(argv):
   if not FLAGS.model_dir:
     raise cli.UserError('--model_dir is required.')
   points = studies.sweep(FLAGS.steps, FLAGS.label_fractions, FLAGS.policies)
-  strategy = train_lib.build_strategy('one_device', None, None)
-  run_fn = functools.partial(train_lib.run, strategy=strategy)
+  run_fn = cli.one_device_run_fn()
   records = [
     run_point(point, FLAGS.model_dir, FLAGS.seed, run_fn) for point in points
   ]

@@ -26,13 +26,11 @@ from typing import Any
 from typing import Dict
 
 from absl import flags
-import gin
 
 from official_selftrain import cli
 from official_selftrain import pipeline as pipeline_lib
 from official_selftrain import registry_imports  # noqa: F401
 from official_selftrain import studies
-from official_selftrain import train_lib
 
 flags.DEFINE_list('seeds', ['1', '2', '3'], 'Seeds, one pipeline run each.')
 flags.DEFINE_string('model_dir', None, 'Root: model_dir/seed{N}, study.json.')
@@ -45,20 +43,13 @@ flags.DEFINE_string('plot', None, 'PNG (default: model_dir/study.png).')
 FLAGS = flags.FLAGS
 
 
-def run_seed(seed: int, model_dir: str) -> Dict[str, Any]:
+def run_seed(seed: int, model_dir: str, run_fn) -> Dict[str, Any]:
   """One pipeline run with `seed`; its summary."""
-  gin.clear_config()
-  cli.parse_gin_flags(extra_params=[f'detection_experiment.seed = {seed}'])
-  job = cli.build_job()
+  job = cli.rebuild_job([f'detection_experiment.seed = {seed}'])
   if not isinstance(job, pipeline_lib.Pipeline):
     raise cli.UserError(f'{FLAGS.gin_file} binds no self-training pipeline.')
-  strategy = train_lib.build_strategy('one_device', None, None)
   summary = job.run(
-    'train_and_eval',
-    os.path.join(model_dir, f'seed{seed}'),
-    lambda experiment, mode, path: train_lib.run(
-      experiment, mode, path, strategy
-    ),
+    'train_and_eval', os.path.join(model_dir, f'seed{seed}'), run_fn
   )
   steps = [summary['teacher'].get('step', 0)] + [
     r['student'].get('step', 0) for r in summary['rounds']
@@ -77,10 +68,11 @@ def main(argv):
       raise cli.UserError('--learning_curves needs --curve (e.g. f0.25_S4).')
     with open(FLAGS.learning_curves) as f:
       curves = json.load(f)
+  run_fn = cli.one_device_run_fn()
   records = {}
   for seed in (int(s) for s in FLAGS.seeds):
     records[seed] = studies.seed_record(
-      run_seed(seed, FLAGS.model_dir), curves, FLAGS.curve
+      run_seed(seed, FLAGS.model_dir, run_fn), curves, FLAGS.curve
     )
   study = studies.aggregate(records)
   with open(os.path.join(FLAGS.model_dir, studies.STUDY), 'w') as f:
