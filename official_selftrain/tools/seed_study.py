@@ -1,6 +1,6 @@
 r"""A self-training pipeline over seeds: mean, spread and the gain per seed.
 
-  python -m official_selftrain.tools.seed_study --gin_file=shapes_selftrain_gain.gin \
+  python -m official_selftrain.tools.seed_study --gin_file=shapes_selftrain_s4.gin \
       --seeds=1,2,3 --model_dir=runs/gain_study \
       --learning_curves=runs/learning_curves/curves.json --curve=f0.25_S4 \
       --plot=docs/selftrain_gain.png
