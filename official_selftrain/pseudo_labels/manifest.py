@@ -31,6 +31,12 @@ _SUMMED = (
   'boxes_at_read_threshold',
 )
 
+# Score thresholds at which the manifest also gives pseudo-label quality (where
+# ground truth is held aside): how much a lower or higher read threshold would
+# trade precision for recall, without exporting again. Those below the
+# export floor are left out (the boxes under it were not kept).
+QUALITY_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
 
 class ShardStats:
   """Counts for one shard; merged into the manifest."""
@@ -47,6 +53,9 @@ class ShardStats:
     self.boxes_per_class = collections.Counter()
     self.skipped: List[Dict[str, Any]] = []
     self.quality = quality.QualityCounts()
+    self.quality_by_threshold = {
+      t: quality.QualityCounts() for t in QUALITY_THRESHOLDS
+    }
 
   def add(self, boxes, classes, scores, gt_boxes, gt_classes):
     keep = scores >= self.read_threshold
@@ -57,9 +66,11 @@ class ShardStats:
       self.images_without_box += 1
     self.boxes_per_class.update(int(c) for c in classes[keep])
     known = gt_classes < self.num_classes
-    self.quality.add(
-      boxes[keep], classes[keep], gt_boxes[known], gt_classes[known]
-    )
+    gt_boxes, gt_classes = gt_boxes[known], gt_classes[known]
+    self.quality.add(boxes[keep], classes[keep], gt_boxes, gt_classes)
+    for t, counts in self.quality_by_threshold.items():
+      above = scores >= t
+      counts.add(boxes[above], classes[above], gt_boxes, gt_classes)
 
   def as_dict(self) -> Dict[str, Any]:
     return {
@@ -73,6 +84,9 @@ class ShardStats:
         str(k): v for k, v in sorted(self.boxes_per_class.items())
       },
       'quality_counts': self.quality.as_dict(),
+      'quality_counts_by_threshold': {
+        str(t): c.as_dict() for t, c in self.quality_by_threshold.items()
+      },
     }
 
 
@@ -81,12 +95,16 @@ def merge_stats(shards: Iterable[Dict[str, Any]]) -> Dict[str, Any]:
   total = collections.Counter()
   per_class = collections.Counter()
   counts = quality.QualityCounts()
+  by_threshold = collections.defaultdict(quality.QualityCounts)
   skipped = []
   for s in shards:
     for key in _SUMMED:
       total[key] += s[key]
     per_class.update(s['boxes_per_class_at_read_threshold'])
     counts.merge(quality.QualityCounts.from_dict(s['quality_counts']))
+    # Absent from shards an older version wrote.
+    for t, c in s.get('quality_counts_by_threshold', {}).items():
+      by_threshold[t].merge(quality.QualityCounts.from_dict(c))
     skipped.extend(s['skipped'])
   written = max(total['images_written'], 1)
   merged = dict(total)
@@ -97,7 +115,17 @@ def merge_stats(shards: Iterable[Dict[str, Any]]) -> Dict[str, Any]:
   )
   merged['boxes_per_class_at_read_threshold'] = dict(sorted(per_class.items()))
   merged['quality_at_read_threshold'] = counts.summary()
+  merged['quality_by_threshold'] = {
+    t: _brief(c) for t, c in sorted(by_threshold.items()) if c.has_ground_truth
+  }
   return merged
+
+
+def _brief(counts: quality.QualityCounts) -> Dict[str, float]:
+  summary = counts.summary()
+  return {
+    k: summary[k] for k in ('precision', 'recall', 'pseudo_boxes_per_image')
+  }
 
 
 def write_shard_stats(
@@ -143,6 +171,13 @@ def write_manifest(
   previous = read_manifest(output_dir)
   manifest = dict(header)
   manifest.update(merge_stats(stats))
+  floor = header.get('export_floor')
+  if floor is not None:
+    manifest['quality_by_threshold'] = {
+      t: q
+      for t, q in manifest['quality_by_threshold'].items()
+      if float(t) >= floor - 1e-9
+    }
   manifest['num_shards'] = num_shards
   manifest['finished_shards'] = finished
   manifest['complete'] = len(finished) == num_shards

@@ -86,6 +86,35 @@ def test_merge_stats_derives_boxes_per_image_and_quality():
   assert quality['precision'] == 1.0 and quality['recall'] == 1.0
 
 
+def test_merge_stats_give_quality_at_each_threshold():
+  quality = manifest.merge_stats(_two_shards())['quality_by_threshold']
+  # The right box scores 0.9, the wrong-class one 0.3.
+  assert quality['0.3'] == {
+    'precision': 0.5,
+    'recall': 1.0,
+    'pseudo_boxes_per_image': pytest.approx(4 / 3),
+  }
+  assert quality['0.5']['precision'] == 1.0
+  assert quality['0.9']['recall'] == 1.0
+  assert quality['0.9']['pseudo_boxes_per_image'] == pytest.approx(2 / 3)
+
+
+def test_manifest_leaves_out_thresholds_below_the_export_floor(tmp_path):
+  output_dir = str(tmp_path)
+  for index in range(2):
+    _finish_shard(output_dir, index, 2)
+  written = manifest.write_manifest(output_dir, 2, {'export_floor': 0.3}, 1.0)
+  assert sorted(written['quality_by_threshold']) == [
+    '0.3',
+    '0.4',
+    '0.5',
+    '0.6',
+    '0.7',
+    '0.8',
+    '0.9',
+  ]
+
+
 def test_merge_of_no_shard_has_no_quality():
   merged = manifest.merge_stats([])
   assert merged['images_read'] == 0
