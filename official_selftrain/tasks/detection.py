@@ -11,6 +11,8 @@
 3. Its parser is `data.parsers.RetinaNetParser`: Model Garden's, with the
    Augment-S2..S4 step done jointly on image and boxes and boxes cut to
    slivers dropped (`min_visible`).
+4. Under a mixed-precision policy, 'batched' NMS gets float32 inputs (see
+   `Float32Detections`).
 
 Everything else (model, anchors, COCO evaluation) is Model Garden's.
 """
@@ -84,9 +86,48 @@ def skipping_dataset_fn(bad_records):
   return dataset_fn
 
 
+class Float32Detections:
+  """A detection generator whose inputs are cast to float32 first.
+
+  Model Garden's 'batched' NMS (`tf.image.combined_non_max_suppression`)
+  takes float32 only and, unlike its 'v1' / 'v2' paths, does not cast: under
+  mixed_bfloat16 the heads' bfloat16 outputs stop evaluation with a TypeError.
+  Keras would cast only a layer's first argument, so the cast is done here.
+  """
+
+  def __init__(self, generator):
+    self._generator = generator
+
+  def __call__(self, *args, **kwargs):
+    def cast(x):
+      if isinstance(x, tf.Tensor) and x.dtype.is_floating:
+        return tf.cast(x, tf.float32)
+      return x
+
+    return self._generator(
+      *tf.nest.map_structure(cast, args),
+      **tf.nest.map_structure(cast, kwargs),
+    )
+
+  def get_config(self):
+    return self._generator.get_config()
+
+
 @task_factory.register_task_cls(detection_cfg.DetectionTaskConfig)
 class DetectionTask(retinanet.RetinaNetTask):
   """RetinaNet on human labels (the teacher, and the supervised baselines)."""
+
+  def build_model(self):
+    """Model Garden's RetinaNet; float32 NMS inputs under a mixed policy."""
+    model = super().build_model()
+    mixed = tf_keras.mixed_precision.global_policy().compute_dtype != 'float32'
+    if mixed and self.task_config.model.detection_generator.nms_version == (
+      'batched'
+    ):
+      model._detection_generator = Float32Detections(  # pylint: disable=protected-access
+        model.detection_generator
+      )
+    return model
 
   def build_parser(self, params: detection_cfg.DetectionDataConfig):
     """The RetinaNet parser with this task's anchors and policy."""
