@@ -1,5 +1,6 @@
 """DetectionTask under mixed_bfloat16: evaluation with 'batched' NMS runs."""
 
+import helpers
 from official.core import task_factory
 import pytest
 import tensorflow as tf
@@ -8,7 +9,6 @@ import tf_keras
 from official_selftrain import config_files
 from official_selftrain import registry_imports  # noqa: F401
 from official_selftrain.configs import experiment as experiment_lib
-import helpers
 
 pytestmark = pytest.mark.usefixtures('clear_gin')
 
