@@ -55,6 +55,10 @@ class DetectionTaskConfig(retinanet_cfg.RetinaNetTask):
     skip_corrupt_records: scan the input files first, then skip (and count)
       records whose image does not decode instead of failing on them.
     corrupt_records_cache_dir: where the scan result is kept ('' = no cache).
+    init_checkpoint_converter: maps a foreign checkpoint's variable names to
+      Model Garden's ('' = same names; see `tasks/init_restore.py`).
+    init_checkpoint_hint: how to make the init checkpoint, said when it is
+      missing.
   """
 
   train_data: DetectionDataConfig = dataclasses.field(
@@ -65,6 +69,8 @@ class DetectionTaskConfig(retinanet_cfg.RetinaNetTask):
   )
   skip_corrupt_records: bool = False
   corrupt_records_cache_dir: str = ''
+  init_checkpoint_converter: str = ''
+  init_checkpoint_hint: str = ''
 
 
 def fields_of(reference: hyperparams.Config, values: Dict[str, Any]):
@@ -269,7 +275,7 @@ def detection_experiment(
   eval_batch_size: int = 8,
   train_steps: int = gin.REQUIRED,
   weight_decay: float = 1e-4,
-  init_checkpoint: Optional[str] = None,
+  init: Optional[str] = None,
   init_checkpoint_modules: str = 'backbone',
   steps_per_loop: int = 100,
   checkpoint_interval: int = 1000,
@@ -292,8 +298,12 @@ def detection_experiment(
     eval_batch_size: global eval batch.
     train_steps: total train steps (the cosine decays to 0 at the end).
     weight_decay: L2 weight decay (1e-4 in the paper).
-    init_checkpoint: checkpoint to start from; None = Rand Init.
-    init_checkpoint_modules: which modules it initialises ('backbone', 'all').
+    init: where to start: 'rand_init' (or None), a name the dataset knows
+      ('imagenet', 'imagenet_plus_plus', 'simclr'; see `datasets.INIT_NAMES`),
+      or a checkpoint file or directory. A report of what it restored goes to
+      the log and `init_restore.json` in the model dir.
+    init_checkpoint_modules: which modules it initialises ('backbone',
+      'backbone,decoder', 'all').
     steps_per_loop: steps per inner loop (progress is logged per loop).
     checkpoint_interval: save a checkpoint every N steps.
     summary_interval: write TensorBoard train summaries every N steps.
@@ -336,11 +346,11 @@ def detection_experiment(
     train_data=train_data,
     validation_data=validation_data,
     losses=retinanet_cfg.Losses(l2_weight_decay=weight_decay),
-    init_checkpoint=init_checkpoint,
     init_checkpoint_modules=init_checkpoint_modules,
     annotation_file=data.annotation_file,
     skip_corrupt_records=skip_corrupt_records,
   )
+  apply_init(task, init, data)
   trainer = cfg.TrainerConfig(
     train_steps=train_steps,
     validation_steps=_steps(data.num_val, eval_batch_size),
@@ -362,6 +372,30 @@ def detection_experiment(
     deterministic=deterministic,
     test_split=_test_split(data),
   )
+
+
+def apply_init(task, init: Optional[str], data) -> None:
+  """Sets the task's init checkpoint fields from an init name or path.
+
+  Raises:
+    ValueError: a name the dataset has no checkpoint for.
+  """
+  task.init_checkpoint = None
+  if init is None or init == 'rand_init':
+    return
+  if init in datasets.INIT_NAMES:
+    if init not in data.inits:
+      raise ValueError(
+        f'detection_experiment.init={init!r}: dataset {data.name!r} has no '
+        f'{init} checkpoint; it has {["rand_init", *sorted(data.inits)]}, or '
+        'give a checkpoint path.'
+      )
+    named = data.inits[init]
+    task.init_checkpoint = named.path
+    task.init_checkpoint_converter = named.converter
+    task.init_checkpoint_hint = f'(init {init!r}) {named.make}'
+    return
+  task.init_checkpoint = init
 
 
 def _test_split(

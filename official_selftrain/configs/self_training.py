@@ -157,7 +157,7 @@ def self_training_experiment(
       raise ValueError(
         'self_training_experiment.init_from_teacher needs teacher_dir.'
       )
-    overrides.update(init_checkpoint=teacher_dir, init_checkpoint_modules='all')
+    overrides.update(init=teacher_dir, init_checkpoint_modules='all')
   base = detection_cfg.detection_experiment(**overrides)
   config = base.config
   task = SelfTrainingTaskConfig()

@@ -8,6 +8,7 @@ a missing dataset is reported before any model is built.
 import dataclasses
 import os
 from typing import Callable
+from typing import Dict
 from typing import Optional
 
 import gin
@@ -20,6 +21,26 @@ from official_selftrain.data import shapes
 
 class MissingDatasetError(FileNotFoundError):
   """A dataset's files are not where the configuration says."""
+
+
+# The paper's initialisation checkpoints (PAPER.md, Tables 2-4); each dataset
+# says where its own live. 'rand_init' needs none.
+INIT_NAMES = ('rand_init', 'imagenet', 'imagenet_plus_plus', 'simclr')
+
+
+@dataclasses.dataclass(frozen=True)
+class NamedInit:
+  """Where a named init checkpoint of a dataset's backbone is.
+
+  Attributes:
+    path: checkpoint file prefix, or a directory holding one.
+    make: how to make or get it (said when it is missing).
+    converter: maps its variable names to Model Garden's ('' = same names).
+  """
+
+  path: str
+  make: str
+  converter: str = ''
 
 
 @dataclasses.dataclass
@@ -41,6 +62,8 @@ class DetectionData:
       selects settings, test reports (None: no test split).
     test_annotation_file: COCO-format JSON of the test split.
     num_test: test images, when known.
+    inits: the init checkpoints this dataset's configs name (see
+      `INIT_NAMES`).
   """
 
   name: str
@@ -55,6 +78,7 @@ class DetectionData:
   test_pattern: Optional[str] = None
   test_annotation_file: Optional[str] = None
   num_test: Optional[int] = None
+  inits: Dict[str, NamedInit] = dataclasses.field(default_factory=dict)
 
   def prepare(self) -> None:
     if self.prepare_fn is not None:
@@ -73,6 +97,7 @@ def shapes_det(
   max_objects: int = 7,
   min_object_size: float = 0.07,
   max_object_size: float = 0.38,
+  pretrained_dir: Optional[str] = None,
 ) -> DetectionData:
   """Shapes-Det, the embedded COCO, generated on first use and cached.
 
@@ -89,6 +114,8 @@ def shapes_det(
     max_objects: most objects drawn per scene.
     min_object_size: smallest object extent, as a fraction of the image side.
     max_object_size: largest object extent, as a fraction of the image side.
+    pretrained_dir: where the Shapes-Cls pre-trained backbones are (default
+      <data_dir>/pretrained), see `shapes_inits`.
 
   Returns:
     DetectionData.
@@ -134,7 +161,35 @@ def shapes_det(
       os.path.join(test_dir, 'annotations.json') if num_test else None
     ),
     num_test=num_test or None,
+    inits=shapes_inits(pretrained_dir or os.path.join(data_dir, 'pretrained')),
   )
+
+
+# The gin file that pre-trains each named Shapes init (its model dir is the
+# checkpoint the name points to).
+SHAPES_INIT_CONFIGS = {
+  'imagenet': 'shapes_cls_pretrain.gin',
+  'imagenet_plus_plus': 'shapes_cls_noisy_student.gin',
+}
+
+
+def shapes_inits(pretrained_dir: str) -> Dict[str, NamedInit]:
+  """Shapes-Det's ImageNet and ImageNet++: backbones pre-trained on Shapes-Cls.
+
+  Made by the training command on the gin file of `SHAPES_INIT_CONFIGS`;
+  there is no SimCLR of the miniature.
+  """
+  inits = {}
+  for name, gin_file in SHAPES_INIT_CONFIGS.items():
+    path = os.path.join(pretrained_dir, gin_file[: -len('.gin')])
+    inits[name] = NamedInit(
+      path=path,
+      make=(
+        f'Make it with:\n  python -m official_selftrain.train '
+        f'--gin_file={gin_file} --model_dir={path}'
+      ),
+    )
+  return inits
 
 
 COCO_NUM_CLASSES = 91  # COCO's 80 classes keep their original ids 1..90.
@@ -148,6 +203,7 @@ def coco(
   train_pattern: str = 'train-*',
   val_pattern: str = 'val-*',
   annotation_file: str = 'instances_val2017.json',
+  pretrained_dir: str = '/data/pretrained',
 ) -> DetectionData:
   """COCO 2017 as TFRecords made by tools/create_coco_tfrecords.py.
 
@@ -156,6 +212,8 @@ def coco(
     train_pattern: glob of train shards, relative to data_dir.
     val_pattern: glob of val shards, relative to data_dir.
     annotation_file: val annotations, relative to data_dir (or absolute).
+    pretrained_dir: where the public init checkpoints were unpacked (see
+      `COCO_INITS`).
 
   Returns:
     DetectionData.
@@ -194,7 +252,39 @@ def coco(
     num_train=COCO_TRAIN_IMAGES,
     num_val=COCO_VAL_IMAGES,
     prepare_fn=prepare,
+    inits={
+      name: NamedInit(
+        os.path.join(pretrained_dir, folder),
+        f'Download and unpack {url} into {pretrained_dir} (gin binding '
+        'coco.pretrained_dir).',
+        converter,
+      )
+      for name, (folder, url, converter) in COCO_INITS.items()
+    },
   )
+
+
+# The paper's public checkpoints (PAPER.md, "Initialisation checkpoints"):
+# name -> (folder they unpack to, where they are published, converter).
+COCO_INITS = {
+  'imagenet': (
+    'efficientnet-b7',
+    'https://storage.googleapis.com/cloud-tpu-checkpoints/efficientnet/'
+    'ckptsaug/efficientnet-b7.tar.gz',
+    'efficientnet_tf1',
+  ),
+  'imagenet_plus_plus': (
+    'noisy-student-efficientnet-b7',
+    'https://storage.googleapis.com/cloud-tpu-checkpoints/efficientnet/'
+    'noisystudent/noisy_student_efficientnet-b7.tar.gz',
+    'efficientnet_tf1',
+  ),
+  'simclr': (
+    'r50_1x_sk0',
+    'gs://simclr-checkpoints-tf2/simclrv2/pretrained/r50_1x_sk0',
+    'simclr_tf2',
+  ),
+}
 
 
 @gin.configurable

@@ -13,6 +13,9 @@
    slivers dropped (`min_visible`).
 4. Under a mixed-precision policy, 'batched' NMS gets float32 inputs (see
    `Float32Detections`).
+5. The init checkpoint is restored variable by variable with a report, and
+   a checkpoint that restores nothing or does not fit is an error
+   (`init_restore`).
 
 Everything else (model, anchors, COCO evaluation) is Model Garden's.
 """
@@ -36,6 +39,7 @@ import tf_keras
 from official_selftrain.configs import detection as detection_cfg
 from official_selftrain.data import parsers
 from official_selftrain.data import record_check
+from official_selftrain.tasks import init_restore
 
 
 def global_num_positives(box_weights: tf.Tensor) -> tf.Tensor:
@@ -128,6 +132,10 @@ class DetectionTask(retinanet.RetinaNetTask):
         model.detection_generator
       )
     return model
+
+  def initialize(self, model: tf_keras.Model):
+    """Restores the init checkpoint, with a report (see `init_restore`)."""
+    init_restore.initialize(model, self.task_config, self.logging_dir)
 
   def build_parser(self, params: detection_cfg.DetectionDataConfig):
     """The RetinaNet parser with this task's anchors and policy."""
