@@ -9,11 +9,13 @@ modules never import upwards to fill a registry (as Model Garden's
 """
 
 from official_selftrain import pipeline  # noqa: F401
+from official_selftrain.configs import classification  # noqa: F401
 from official_selftrain.configs import detection  # noqa: F401
 from official_selftrain.configs import self_training  # noqa: F401
 from official_selftrain.data import datasets  # noqa: F401
 from official_selftrain.data import pools  # noqa: F401
 from official_selftrain.ops import augment_policies  # noqa: F401
 from official_selftrain.pseudo_labels import export  # noqa: F401
+from official_selftrain.tasks import classification as classification_task  # noqa: F401
 from official_selftrain.tasks import detection as detection_task  # noqa: F401
 from official_selftrain.tasks import self_training as self_training_task  # noqa: F401

@@ -38,8 +38,8 @@ flags.DEFINE_bool(
 flags.DEFINE_integer(
   'seed',
   None,
-  'Seeds init, shuffling and augmentation of every stage (the gin binding '
-  'detection_experiment.seed).',
+  'Seeds init, shuffling and augmentation of every stage (the gin bindings '
+  'detection_experiment.seed and classification_experiment.seed).',
 )
 
 FLAGS = flags.FLAGS
@@ -48,7 +48,12 @@ FLAGS = flags.FLAGS
 def main(argv):
   del argv
   seed = (
-    [] if FLAGS.seed is None else [f'detection_experiment.seed = {FLAGS.seed}']
+    []
+    if FLAGS.seed is None
+    else [
+      f'{job}.seed = {FLAGS.seed}'
+      for job in ('detection_experiment', 'classification_experiment')
+    ]
   )
   cli.parse_gin_flags(extra_params=seed)
   job = cli.build_job()

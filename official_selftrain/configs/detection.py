@@ -263,7 +263,7 @@ def runtime(
   )
 
 
-def _steps(count: Optional[int], batch: int) -> int:
+def eval_steps(count: Optional[int], batch: int) -> int:
   return -1 if count is None else max(1, math.ceil(count / batch))
 
 
@@ -353,7 +353,7 @@ def detection_experiment(
   apply_init(task, init, data)
   trainer = cfg.TrainerConfig(
     train_steps=train_steps,
-    validation_steps=_steps(data.num_val, eval_batch_size),
+    validation_steps=eval_steps(data.num_val, eval_batch_size),
     validation_interval=validation_interval,
     steps_per_loop=steps_per_loop,
     summary_interval=summary_interval,
@@ -363,7 +363,7 @@ def detection_experiment(
   )
   config = cfg.ExperimentConfig(runtime=runtime(), task=task, trainer=trainer)
   if overrides:
-    config.override(_nest(overrides), is_strict=True)
+    config.override(nest(overrides), is_strict=True)
   config.validate()
   return experiment_lib.Experiment(
     config=config,
@@ -408,7 +408,7 @@ def _test_split(
   )
 
 
-def _nest(dotted: Dict[str, Any]) -> Dict[str, Any]:
+def nest(dotted: Dict[str, Any]) -> Dict[str, Any]:
   """{'a.b.c': 1} -> {'a': {'b': {'c': 1}}}, as Config.override takes."""
   nested = {}
   for key, value in dotted.items():

@@ -390,6 +390,79 @@ def shapes_det_pool(
   )
 
 
+@dataclasses.dataclass
+class ClassificationData:
+  """Where an image classification dataset lives (Model Garden's schema:
+  `image/encoded`, `image/class/label`).
+
+  Attributes:
+    name: short name, for logs.
+    train_pattern: glob of training TFRecords.
+    val_pattern: glob of the held-out split's TFRecords.
+    num_classes: logits of the classifier (label ids are 0..num_classes-1).
+    num_train: training images.
+    num_val: held-out images.
+    prepare_fn: makes sure the files exist.
+  """
+
+  name: str
+  train_pattern: str
+  val_pattern: str
+  num_classes: int
+  num_train: Optional[int] = None
+  num_val: Optional[int] = None
+  prepare_fn: Optional[Callable[[], None]] = None
+
+  def prepare(self) -> None:
+    if self.prepare_fn is not None:
+      self.prepare_fn()
+
+
+@gin.configurable
+def shapes_cls(
+  data_dir: Optional[str] = None,
+  num_train: int = 10000,
+  num_val: int = 1000,
+  seed: int = 0,
+  image_size: int = 128,
+) -> ClassificationData:
+  """Shapes-Cls, the embedded ImageNet: iconic images of `CLS_CLASSES`.
+
+  Its train split is apart from the unlabelled iconic pool (`shapes_cls_pool`,
+  split 'unlabeled') and from the held-out split, which reports top-1.
+
+  Args:
+    data_dir: cache root.
+    num_train: labelled training images.
+    num_val: held-out images.
+    seed: generator seed.
+    image_size: image side.
+
+  Returns:
+    ClassificationData.
+  """
+  data_dir = data_dir or embedded.default_data_dir()
+  dirs = {
+    split: embedded.shapes_cls_split_dir(data_dir, split, n, seed, image_size)
+    for split, n in (('train', num_train), ('val', num_val))
+  }
+
+  def prepare():
+    embedded.shapes_cls_split(data_dir, 'train', num_train, seed, image_size)
+    embedded.shapes_cls_split(data_dir, 'val', num_val, seed, image_size)
+
+  return ClassificationData(
+    name='shapes_cls',
+    train_pattern=embedded.split_records(dirs['train']),
+    val_pattern=embedded.split_records(dirs['val']),
+    # Labels are 1..len(CLS_CLASSES), as Shapes-Det's; 0 is never used.
+    num_classes=len(shapes.CLS_CLASSES) + 1,
+    num_train=num_train,
+    num_val=num_val,
+    prepare_fn=prepare,
+  )
+
+
 @gin.configurable
 def shapes_cls_pool(
   num_images: int = 4000,
