@@ -1,7 +1,9 @@
 """The bundled gin files resolve to the paper's settings."""
 
 import gin
+import numpy as np
 import pytest
+import tensorflow as tf
 
 from official_selftrain import config_files
 from official_selftrain.configs import experiment as experiment_lib
@@ -23,6 +25,8 @@ def test_coco_configs_follow_the_paper(policy):
   model = config.task.model
   assert model.backbone.type == 'efficientnet'
   assert model.backbone.efficientnet.model_id == 'b7'
+  assert model.backbone.efficientnet.se_ratio == 0.25
+  assert model.backbone.efficientnet.stochastic_depth_drop_rate == 0.2
   assert model.input_size == [640, 640, 3]
   assert (model.min_level, model.max_level) == (3, 7)
   assert model.anchor.num_scales * len(model.anchor.aspect_ratios) == 9
@@ -43,6 +47,29 @@ def test_coco_configs_follow_the_paper(policy):
   expected_jitter = (0.8, 1.2) if policy in ('s1', 's2') else (0.5, 2.0)
   assert (parser.aug_scale_min, parser.aug_scale_max) == expected_jitter
   assert config.task.init_checkpoint is None  # Rand Init
+
+
+# EfficientNet-B7 without its classifier, as published (Keras'
+# EfficientNetB7(include_top=False): 64,097,687, its input normalisation's 7
+# numbers included); without squeeze-and-excitation it would be 52.1M.
+B7_BACKBONE_PARAMS = 64_097_680
+
+
+@pytest.mark.slow
+def test_coco_backbone_is_the_published_efficientnet_b7():
+  config = build('coco_s4.gin')
+  task = detection_task.DetectionTask(config.task)
+  model = task.build_model()
+  backbone = model.backbone
+  assert backbone.count_params() == B7_BACKBONE_PARAMS
+  blocks = [
+    m for m in backbone.submodules if type(m).__name__ == 'SqueezeExcitation'
+  ]
+  assert len(blocks) == 55  # one per MBConv block of B7
+  # RetinaNet around it: FPN P3-P7 and the two heads, 256 channels.
+  model(tf.zeros([1, 640, 640, 3]), training=True)
+  total = sum(int(np.prod(v.shape)) for v in model.variables)
+  assert 64e6 < total < 75e6, total
 
 
 def test_coco_steps_s1_and_s4_from_the_paper():
