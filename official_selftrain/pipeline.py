@@ -96,11 +96,7 @@ class Pipeline:
     run_experiment: experiment_lib.RunExperiment,
   ) -> Dict[str, Any]:
     """Runs every stage (see `run`); only --mode=train_and_eval."""
-    if mode != 'train_and_eval':
-      raise experiment_lib.UnsupportedModeError(
-        'A self-training pipeline runs all its stages; use '
-        '--mode=train_and_eval (the default).'
-      )
+    experiment_lib.require_all_stages(mode, 'A self-training pipeline')
     return run(self, model_dir, run_experiment)
 
   def prepare(self) -> None:
@@ -171,7 +167,7 @@ def _final_metrics(
   ).last_recorded()
   return {
     k: metrics[k]
-    for k in ('AP', 'AP50', 'AP75', 'APs', 'APm', 'step')
+    for k in ('AP', 'AP50', 'AP75', 'APs', 'APm', 'accuracy', 'step')
     if k in metrics
   }
 

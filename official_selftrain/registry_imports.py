@@ -8,6 +8,7 @@ modules never import upwards to fill a registry (as Model Garden's
 `official/vision/registry_imports.py`).
 """
 
+from official_selftrain import noisy_student  # noqa: F401
 from official_selftrain import pipeline  # noqa: F401
 from official_selftrain.configs import classification  # noqa: F401
 from official_selftrain.configs import detection  # noqa: F401

@@ -24,7 +24,7 @@ LAYERS = (
   ('configs',),
   ('pseudo_labels',),
   ('tasks',),
-  ('train_lib', 'pipeline'),
+  ('train_lib', 'pipeline', 'noisy_student'),
   ('studies',),
   ('registry_imports', 'cli', 'train', 'tools'),
 )

@@ -16,6 +16,22 @@ from official_selftrain.pseudo_labels import schema
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_GIN = os.path.join(REPO, 'tests', 'testdata', 'tiny.gin')
 TINY_SPEC = shapes.SceneSpec(image_size=64, max_objects=3)
+# With TINY_GIN: a classifier on the tiny detector's backbone, on a tiny
+# Shapes-Cls.
+TINY_CLS = [
+  'experiment.config = @classification_experiment()',
+  'classification_experiment.data = @shapes_cls()',
+  'shapes_cls.image_size = 64',
+  'shapes_cls.num_train = 64',
+  'shapes_cls.num_val = 16',
+  'classification_experiment.train_steps = 4',
+  'classification_experiment.train_batch_size = 8',
+  'classification_experiment.eval_batch_size = 16',
+  'classification_experiment.steps_per_loop = 2',
+  'classification_experiment.checkpoint_interval = 2',
+  'classification_experiment.validation_interval = 4',
+  'classification_experiment.shuffle_buffer_size = 64',
+]
 
 
 def run_train(args, data_dir, timeout=600, env=None):

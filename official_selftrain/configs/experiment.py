@@ -33,6 +33,18 @@ class UnsupportedModeError(ValueError):
   """A job cannot run in the requested --mode."""
 
 
+def require_all_stages(mode: str, job: str) -> None:
+  """A multi-stage job runs all its stages, in --mode=train_and_eval only.
+
+  Raises:
+    UnsupportedModeError: another mode.
+  """
+  if mode != 'train_and_eval':
+    raise UnsupportedModeError(
+      f'{job} runs all its stages; use --mode=train_and_eval (the default).'
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class EvalSplit:
   """A labelled split to evaluate on besides the validation split.

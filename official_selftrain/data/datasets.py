@@ -171,6 +171,8 @@ SHAPES_INIT_CONFIGS = {
   'imagenet': 'shapes_cls_pretrain.gin',
   'imagenet_plus_plus': 'shapes_cls_noisy_student.gin',
 }
+# Inside that model dir, where the checkpoint is ('' = the dir itself).
+SHAPES_INIT_SUBDIRS = {'imagenet_plus_plus': 'student'}
 
 
 def shapes_inits(pretrained_dir: str) -> Dict[str, NamedInit]:
@@ -182,8 +184,9 @@ def shapes_inits(pretrained_dir: str) -> Dict[str, NamedInit]:
   inits = {}
   for name, gin_file in SHAPES_INIT_CONFIGS.items():
     path = os.path.join(pretrained_dir, gin_file[: -len('.gin')])
+    subdir = SHAPES_INIT_SUBDIRS.get(name)
     inits[name] = NamedInit(
-      path=path,
+      path=os.path.join(path, subdir) if subdir else path,
       make=(
         f'Make it with:\n  python -m official_selftrain.train '
         f'--gin_file={gin_file} --model_dir={path}'

@@ -16,21 +16,7 @@ from official_selftrain.tasks import init_restore
 
 pytestmark = pytest.mark.usefixtures('clear_gin')
 
-# The tiny detector's bindings, with the classifier as the job.
-TINY_CLS = [
-  'experiment.config = @classification_experiment()',
-  'classification_experiment.data = @shapes_cls()',
-  'shapes_cls.image_size = 64',
-  'shapes_cls.num_train = 64',
-  'shapes_cls.num_val = 16',
-  'classification_experiment.train_steps = 4',
-  'classification_experiment.train_batch_size = 8',
-  'classification_experiment.eval_batch_size = 16',
-  'classification_experiment.steps_per_loop = 2',
-  'classification_experiment.checkpoint_interval = 2',
-  'classification_experiment.validation_interval = 4',
-  'classification_experiment.shuffle_buffer_size = 64',
-]
+TINY_CLS = helpers.TINY_CLS
 
 
 def test_classifier_is_built_on_the_detectors_backbone():
