@@ -12,13 +12,12 @@ import dataclasses
 from typing import Any
 from typing import Dict
 from typing import Optional
-from typing import Sequence
 
 import gin
 from official.core import config_definitions as cfg
-from official.vision.configs import common
 from official.vision.configs import image_classification as ic_cfg
 
+from official_selftrain.configs import classification_data
 from official_selftrain.configs import detection as detection_cfg
 from official_selftrain.configs import experiment as experiment_lib
 from official_selftrain.data import datasets
@@ -56,36 +55,6 @@ def detector_backbone_model(
   )
 
 
-def _data(
-  pattern: str,
-  training: bool,
-  batch: int,
-  seed: Optional[int],
-  shuffle_buffer_size: int,
-  crop_area_range: Sequence[float],
-  randaugment_magnitude: Optional[float],
-) -> ic_cfg.DataConfig:
-  data = ic_cfg.DataConfig(
-    input_path=pattern,
-    is_training=training,
-    global_batch_size=batch,
-    drop_remainder=training,
-    shuffle_buffer_size=shuffle_buffer_size,
-    seed=seed,
-    aug_rand_hflip=True,
-    aug_crop=True,
-    crop_area_range=tuple(crop_area_range),
-    # Iconic images: the object fills most of the frame; keep all of it.
-    center_crop_fraction=1.0,
-  )
-  if training and randaugment_magnitude:
-    data.aug_type = common.Augmentation(
-      type='randaug',
-      randaug=common.RandAugment(num_layers=2, magnitude=randaugment_magnitude),
-    )
-  return data
-
-
 def _trainer(train_steps: int, validation_steps: int, **intervals):
   """Orbit's loop settings; the best checkpoint by held-out top-1."""
   return cfg.TrainerConfig(
@@ -107,7 +76,6 @@ def classification_experiment(
   train_steps: int = gin.REQUIRED,
   weight_decay: float = 4e-5,
   label_smoothing: float = 0.1,
-  crop_area_range: Sequence[float] = (0.25, 1.0),
   randaugment_magnitude: Optional[float] = None,
   dropout_rate: float = 0.0,
   stochastic_depth_drop_rate: float = 0.0,
@@ -129,7 +97,6 @@ def classification_experiment(
     train_steps: total train steps (cosine to 0, `cosine_schedule` bindings).
     weight_decay: L2 weight decay.
     label_smoothing: of the cross-entropy.
-    crop_area_range: Inception-style random crop's area range.
     randaugment_magnitude: RandAugment (2 layers) at this magnitude; None:
       off (Noisy Student's student turns it on).
     dropout_rate: before the classifier's logits.
@@ -149,20 +116,19 @@ def classification_experiment(
   aug = dict(
     seed=seed,
     shuffle_buffer_size=shuffle_buffer_size,
-    crop_area_range=crop_area_range,
   )
   task = ClassificationTaskConfig(
     model=detector_backbone_model(
       data.num_classes, dropout_rate, stochastic_depth_drop_rate
     ),
-    train_data=_data(
+    train_data=classification_data.classification_data(
       data.train_pattern,
       True,
       train_batch_size,
       randaugment_magnitude=randaugment_magnitude,
       **aug,
     ),
-    validation_data=_data(
+    validation_data=classification_data.classification_data(
       data.val_pattern,
       False,
       eval_batch_size,

@@ -21,8 +21,10 @@ from official.modeling import optimization
 from official.vision.configs import backbones
 from official.vision.configs import common
 from official.vision.configs import decoders
+from official.vision.configs import image_classification as ic_cfg
 from official.vision.configs import retinanet as retinanet_cfg
 
+from official_selftrain.configs import classification_data
 from official_selftrain.configs import experiment as experiment_lib
 from official_selftrain.data import datasets
 from official_selftrain.ops import augment_policies
@@ -59,6 +61,11 @@ class DetectionTaskConfig(retinanet_cfg.RetinaNetTask):
       Model Garden's ('' = same names; see `tasks/init_restore.py`).
     init_checkpoint_hint: how to make the init checkpoint, said when it is
       missing.
+    joint_weight: joint training (PAPER.md Table 7): the loss adds this
+      times a classification loss on `joint_data` through a classification
+      head on the backbone, in the same steps (0: off).
+    joint_num_classes: the classification head's logits.
+    joint_data: the classification input (its own batch).
   """
 
   train_data: DetectionDataConfig = dataclasses.field(
@@ -71,6 +78,11 @@ class DetectionTaskConfig(retinanet_cfg.RetinaNetTask):
   corrupt_records_cache_dir: str = ''
   init_checkpoint_converter: str = ''
   init_checkpoint_hint: str = ''
+  joint_weight: float = 0.0
+  joint_num_classes: int = 0
+  joint_data: ic_cfg.DataConfig = dataclasses.field(
+    default_factory=lambda: ic_cfg.DataConfig(is_training=True)
+  )
 
 
 def fields_of(reference: hyperparams.Config, values: Dict[str, Any]):
@@ -287,6 +299,9 @@ def detection_experiment(
   shuffle_buffer_size: int = 10000,
   seed: Optional[int] = None,
   deterministic: bool = True,
+  joint_weight: float = 0.0,
+  joint_data: Any = None,
+  joint_batch_size: Optional[int] = None,
   overrides: Optional[Dict[str, Any]] = None,
 ) -> experiment_lib.Experiment:
   """A supervised RetinaNet experiment on human labels.
@@ -318,6 +333,12 @@ def detection_experiment(
       with one seed give identical weights (measured on 2 CPU cores under
       Augment-S4: ~0.88x the steps/s; False: seeded draws, but parallel
       augmentation consumes them in varying order).
+    joint_weight: joint training (PAPER.md Table 7): add this times a
+      classification loss on `joint_data` (0.5 alone, 0.2 with self-training
+      in the paper; 0: off).
+    joint_data: the classification dataset of joint training, e.g.
+      `@shapes_cls()` (Shapes-Cls plays ImageNet).
+    joint_batch_size: its global batch (default: train_batch_size).
     overrides: dotted Model Garden config keys to set last, e.g.
       {'task.losses.focal_loss_gamma': 2.0} (escape hatch; prefer bindings).
 
@@ -351,6 +372,9 @@ def detection_experiment(
     skip_corrupt_records=skip_corrupt_records,
   )
   apply_init(task, init, data)
+  prepare = apply_joint(
+    task, joint_weight, joint_data, joint_batch_size or train_batch_size, seed
+  )
   trainer = cfg.TrainerConfig(
     train_steps=train_steps,
     validation_steps=eval_steps(data.num_val, eval_batch_size),
@@ -367,7 +391,7 @@ def detection_experiment(
   config.validate()
   return experiment_lib.Experiment(
     config=config,
-    prepare=data.prepare,
+    prepare=_in_turn(data.prepare, *prepare),
     seed=seed,
     deterministic=deterministic,
     test_split=_test_split(data),
@@ -396,6 +420,42 @@ def apply_init(task, init: Optional[str], data) -> None:
     task.init_checkpoint_hint = f'(init {init!r}) {named.make}'
     return
   task.init_checkpoint = init
+
+
+def _in_turn(*steps):
+  def run():
+    for step in steps:
+      step()
+
+  return run
+
+
+def apply_joint(task, weight: float, data, batch: int, seed):
+  """Sets the task's joint-training fields; returns extra preparation steps.
+
+  Raises:
+    ValueError: a weight without data, or a negative weight.
+  """
+  if weight < 0:
+    raise ValueError(f'detection_experiment.joint_weight={weight} < 0.')
+  if not weight:
+    return ()
+  if data is None:
+    raise ValueError(
+      'detection_experiment.joint_weight needs detection_experiment.'
+      'joint_data, e.g. @shapes_cls().'
+    )
+  task.joint_weight = weight
+  task.joint_num_classes = data.num_classes
+  task.joint_data = classification_data.classification_data(
+    data.train_pattern,
+    True,
+    batch,
+    seed=seed,
+    shuffle_buffer_size=task.train_data.shuffle_buffer_size,
+    randaugment_magnitude=None,
+  )
+  return (data.prepare,)
 
 
 def _test_split(

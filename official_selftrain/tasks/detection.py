@@ -16,6 +16,10 @@
 5. The init checkpoint is restored variable by variable with a report, and
    a checkpoint that restores nothing or does not fit is an error
    (`init_restore`).
+6. Joint training (PAPER.md Table 7, `joint_weight` > 0): each step also
+   reads a classification batch (Shapes-Cls / ImageNet) and adds
+   `joint_weight` times its cross-entropy through a classification head on
+   the backbone's top features.
 
 Everything else (model, anchors, COCO evaluation) is Model Garden's.
 """
@@ -27,6 +31,7 @@ from typing import Optional
 from absl import logging
 from official.core import task_factory
 from official.vision.configs import retinanet as retinanet_cfg
+from official.vision.dataloaders import classification_input
 from official.vision.dataloaders import input_reader
 from official.vision.dataloaders import input_reader_factory
 from official.vision.dataloaders import tf_example_decoder
@@ -90,6 +95,47 @@ def skipping_dataset_fn(bad_records):
   return dataset_fn
 
 
+# Keys of joint training's classification batch among the labels.
+JOINT_IMAGES = 'joint_images'
+JOINT_LABELS = 'joint_labels'
+
+
+def pop_joint_inputs(labels):
+  """(labels without the joint batch, the joint batch or None)."""
+  if JOINT_IMAGES not in labels:
+    return labels, None
+  labels = dict(labels)
+  joint = {k: labels.pop(k) for k in (JOINT_IMAGES, JOINT_LABELS)}
+  return labels, joint
+
+
+def add_joint_head(model, num_classes: int) -> None:
+  """A classification head on the backbone's top level (global average
+  pooling, then logits), tracked by the model so it is checkpointed."""
+  specs = model.backbone.output_specs
+  top = specs[max(specs, key=int)]
+  head = tf_keras.layers.Dense(num_classes, name='joint_classifier')
+  head.build([None, top[-1]])
+  model.joint_head = head
+
+
+def scaled_for_replicas(loss, optimizer, num_replicas: int):
+  """The loss each replica differentiates (and the loss scale, if any)."""
+  scaled = loss / num_replicas
+  if isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer):
+    scaled = optimizer.get_scaled_loss(scaled)
+  return scaled
+
+
+def apply_gradients(tape, scaled_loss, model, optimizer) -> None:
+  """Model Garden's update: gradients (unscaled) applied to the weights."""
+  tvars = model.trainable_variables
+  grads = tape.gradient(scaled_loss, tvars)
+  if isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer):
+    grads = optimizer.get_unscaled_gradients(grads)
+  optimizer.apply_gradients(list(zip(grads, tvars)))
+
+
 class Float32Detections:
   """A detection generator whose inputs are cast to float32 first.
 
@@ -131,6 +177,8 @@ class DetectionTask(retinanet.RetinaNetTask):
       model._detection_generator = Float32Detections(  # pylint: disable=protected-access
         model.detection_generator
       )
+    if self.task_config.joint_weight:
+      add_joint_head(model, self.task_config.joint_num_classes)
     return model
 
   def initialize(self, model: tf_keras.Model):
@@ -192,15 +240,45 @@ class DetectionTask(retinanet.RetinaNetTask):
     params: retinanet_cfg.DataConfig,
     input_context: Optional[tf.distribute.InputContext] = None,
   ):
-    """Reads TF Examples in Model Garden's detection schema."""
+    """Reads TF Examples in Model Garden's detection schema (training with
+    joint training: each batch with its classification batch)."""
     if params.tfds_name:
-      return super().build_inputs(params, input_context)
+      dataset = super().build_inputs(params, input_context)
+    else:
+      reader = input_reader_factory.input_reader_generator(
+        params,
+        dataset_fn=self.build_dataset_fn(params),
+        decoder_fn=self.build_decoder(params).decode,
+        combine_fn=input_reader.create_combine_fn(params),
+        parser_fn=self.build_parser(params).parse_fn(params.is_training),
+      )
+      dataset = reader.read(input_context=input_context)
+    if not (params.is_training and self.task_config.joint_weight):
+      return dataset
+
+    def merge(detection, classification):
+      features, labels = detection
+      images, classes = classification
+      return features, {**labels, JOINT_IMAGES: images, JOINT_LABELS: classes}
+
+    joint = self.build_joint_inputs(input_context)
+    return tf.data.Dataset.zip((dataset, joint)).map(merge)
+
+  def build_joint_inputs(self, input_context=None) -> tf.data.Dataset:
+    """Joint training's classification batches (Model Garden's reader)."""
+    params = self.task_config.joint_data
+    parser = classification_input.Parser(
+      output_size=self.task_config.model.input_size[:2],
+      num_classes=self.task_config.joint_num_classes,
+      aug_rand_hflip=params.aug_rand_hflip,
+      aug_crop=params.aug_crop,
+      dtype=self.task_config.train_data.dtype,
+    )
     reader = input_reader_factory.input_reader_generator(
       params,
-      dataset_fn=self.build_dataset_fn(params),
-      decoder_fn=self.build_decoder(params).decode,
-      combine_fn=input_reader.create_combine_fn(params),
-      parser_fn=self.build_parser(params).parse_fn(params.is_training),
+      dataset_fn=tf.data.TFRecordDataset,
+      decoder_fn=classification_input.Decoder().decode,
+      parser_fn=parser.parse_fn(True),
     )
     return reader.read(input_context=input_context)
 
@@ -267,6 +345,67 @@ class DetectionTask(retinanet.RetinaNetTask):
     )
     model_loss = cls_loss + params.losses.box_loss_weight * box_loss
     return model_loss, cls_loss, box_loss
+
+  def joint_loss(self, model, joint) -> tf.Tensor:
+    """Cross-entropy of the classification head on the joint batch (mean
+    over this replica's images)."""
+    features = model.backbone(joint[JOINT_IMAGES], training=True)
+    top = features[max(features, key=int)]
+    logits = model.joint_head(tf.reduce_mean(top, axis=[1, 2]))
+    return tf.reduce_mean(
+      tf_keras.losses.sparse_categorical_crossentropy(
+        joint[JOINT_LABELS], tf.cast(logits, tf.float32), from_logits=True
+      )
+    )
+
+  def step_losses(self, model, inputs) -> Mapping[str, tf.Tensor]:
+    """Every loss of one training step; 'total_loss' is differentiated.
+
+    With joint training, total = detection total + loss_weight *
+    joint_weight * joint loss.
+    """
+    features, labels = inputs
+    labels, joint = pop_joint_inputs(labels)
+    outputs = model(features, training=True)
+    outputs = tf.nest.map_structure(lambda x: tf.cast(x, tf.float32), outputs)
+    total, cls_loss, box_loss, model_loss = self.build_losses(
+      outputs, labels, aux_losses=model.losses
+    )
+    losses = {
+      'total_loss': total,
+      'cls_loss': cls_loss,
+      'box_loss': box_loss,
+      'model_loss': model_loss,
+    }
+    if joint is not None:
+      losses['joint_loss'] = self.joint_loss(model, joint)
+      losses['total_loss'] = total + (
+        self.task_config.losses.loss_weight
+        * self.task_config.joint_weight
+        * losses['joint_loss']
+      )
+    return losses
+
+  def build_metrics(self, training: bool = True):
+    metrics = super().build_metrics(training)
+    if training and self.task_config.joint_weight:
+      metrics.append(tf_keras.metrics.Mean('joint_loss', dtype=tf.float32))
+    return metrics
+
+  def train_step(self, inputs, model, optimizer, metrics=None):
+    """Model Garden's RetinaNet step, its losses from `step_losses`."""
+    num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    with tf.GradientTape() as tape:
+      losses = self.step_losses(model, inputs)
+      scaled = scaled_for_replicas(
+        losses['total_loss'], optimizer, num_replicas
+      )
+    apply_gradients(tape, scaled, model, optimizer)
+    logs = {self.loss: losses['total_loss']}
+    for metric in metrics or []:
+      metric.update_state(losses[metric.name])
+      logs[metric.name] = metric.result()
+    return logs
 
   def build_losses(
     self,

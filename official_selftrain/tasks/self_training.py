@@ -77,17 +77,17 @@ class SelfTrainingTask(detection.DetectionTask):
   def build_metrics(self, training: bool = True) -> List[Any]:
     if not training:
       return super().build_metrics(training)
-    return [
-      tf_keras.metrics.Mean(name, dtype=tf.float32)
-      for name in (
-        'total_loss',
-        'model_loss',
-        'human_loss',
-        'pseudo_loss',
-        'human_loss_ema',
-        'pseudo_loss_ema',
-      )
+    names = [
+      'total_loss',
+      'model_loss',
+      'human_loss',
+      'pseudo_loss',
+      'human_loss_ema',
+      'pseudo_loss_ema',
     ]
+    if self.task_config.joint_weight:
+      names.append('joint_loss')
+    return [tf_keras.metrics.Mean(name, dtype=tf.float32) for name in names]
 
   def _half_losses(self, outputs, labels):
     """L_h and L_p on this replica's [human | pseudo] batch, and their
@@ -148,10 +148,11 @@ class SelfTrainingTask(detection.DetectionTask):
     optimizer: tf_keras.optimizers.Optimizer,
     metrics: Optional[List[Any]] = None,
   ):
-    """One student step: losses per half, EMAs, Loss Normalization."""
+    """One student step: losses per half, EMAs, Loss Normalization (and,
+    with joint training, the classification loss)."""
     features, labels = inputs
+    labels, joint = detection.pop_joint_inputs(labels)
     num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    scaled = isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer)
     with tf.GradientTape() as tape:
       outputs = model(features, training=True)
       outputs = tf.nest.map_structure(lambda x: tf.cast(x, tf.float32), outputs)
@@ -164,15 +165,15 @@ class SelfTrainingTask(detection.DetectionTask):
       total_loss = model_loss
       if model.losses:
         total_loss += tf.reduce_sum(model.losses)
+      joint_loss = None
+      if joint is not None:
+        joint_loss = self.joint_loss(model, joint)
+        total_loss += self.task_config.joint_weight * joint_loss
       total_loss = self.task_config.losses.loss_weight * total_loss
-      scaled_loss = total_loss / num_replicas
-      if scaled:
-        scaled_loss = optimizer.get_scaled_loss(scaled_loss)
-    tvars = model.trainable_variables
-    grads = tape.gradient(scaled_loss, tvars)
-    if scaled:
-      grads = optimizer.get_unscaled_gradients(grads)
-    optimizer.apply_gradients(list(zip(grads, tvars)))
+      scaled = detection.scaled_for_replicas(
+        total_loss, optimizer, num_replicas
+      )
+    detection.apply_gradients(tape, scaled, model, optimizer)
     values = {
       'total_loss': total_loss,
       'model_loss': model_loss,
@@ -180,6 +181,7 @@ class SelfTrainingTask(detection.DetectionTask):
       'pseudo_loss': global_losses[1],
       'human_loss_ema': human_ema,
       'pseudo_loss_ema': pseudo_ema,
+      'joint_loss': joint_loss,
     }
     logs = {self.loss: total_loss}
     for metric in metrics or []:
