@@ -39,12 +39,14 @@ class Point:
   steps: int
   label_fraction: Optional[float] = None
   policy: Optional[str] = None
+  init: Optional[str] = None
 
   @property
   def curve(self) -> str:
-    """The folder of its curve: fraction and policy."""
+    """The folder of its curve: fraction, policy (and init, if swept)."""
     fraction = 'all' if self.label_fraction is None else self.label_fraction
-    return f'f{fraction}_{self.policy or "default"}'
+    name = f'f{fraction}_{self.policy or "default"}'
+    return f'{name}_{self.init}' if self.init else name
 
   def bindings(self, seed: Optional[int]) -> List[str]:
     """The gin bindings that make this point of the base config."""
@@ -59,15 +61,18 @@ class Point:
       params.append(f"detection_experiment.policy = '{self.policy}'")
     if seed is not None:
       params.append(f'detection_experiment.seed = {seed}')
+    if self.init is not None:
+      params.append(f"detection_experiment.init = '{self.init}'")
     return params
 
 
-def sweep(steps, label_fractions=None, policies=None) -> List[Point]:
-  """Every (fraction, policy, steps), shortest schedules first."""
+def sweep(steps, label_fractions=None, policies=None, inits=None):
+  """Every (fraction, policy, init, steps) Point, shortest schedules first."""
   return [
-    Point(int(s), None if f is None else float(f), p)
+    Point(int(s), None if f is None else float(f), p, i)
     for f in (label_fractions or [None])
     for p in (policies or [None])
+    for i in (inits or [None])
     for s in sorted(int(x) for x in steps)
   ]
 
@@ -103,13 +108,17 @@ def plot_curves(records: List[Dict[str, Any]], path: str) -> None:
   )
   for ax, policy in zip(axes[0], policies):
     mine = [r for r in records if (r['policy'] or 'default') == policy]
-    for fraction in sorted({r['label_fraction'] or 1.0 for r in mine}):
+    keys = sorted(
+      {(r['label_fraction'] or 1.0, r.get('init') or '') for r in mine}
+    )
+    for fraction, init in keys:
       line = sorted(
         (r['steps'], 100 * r['val'].get('AP', float('nan')))
         for r in mine
-        if (r['label_fraction'] or 1.0) == fraction
+        if (r['label_fraction'] or 1.0, r.get('init') or '') == (fraction, init)
       )
-      ax.plot(*zip(*line), marker='o', label=f'{fraction:.0%} labels')
+      label = f'{fraction:.0%} labels' + (f', {init}' if init else '')
+      ax.plot(*zip(*line), marker='o', label=label)
     ax.set_xscale('log', base=2)
     ax.set_xlabel('steps (each a full schedule)')
     ax.set_ylabel('AP on the selection split')
@@ -121,13 +130,60 @@ def plot_curves(records: List[Dict[str, Any]], path: str) -> None:
   plt.close(fig)
 
 
+def plot_inits(records: List[Dict[str, Any]], path: str) -> None:
+  """The paper's Figure 1 in miniature: per policy, the best AP (test split,
+  point chosen on val) of each init at each label fraction."""
+  plt = _pyplot()
+  best = best_points(records)
+  by_curve = {r['curve']: r for r in records}
+  policies = sorted({r['policy'] or 'default' for r in records})
+  inits = sorted({r.get('init') or 'rand_init' for r in records})
+  fig, axes = plt.subplots(
+    1, len(policies), figsize=(4.5 * len(policies), 3.6), squeeze=False
+  )
+  for ax, policy in zip(axes[0], policies):
+    fractions = sorted(
+      {
+        by_curve[c]['label_fraction'] or 1.0
+        for c in best
+        if (by_curve[c]['policy'] or 'default') == policy
+      }
+    )
+    width = 0.8 / len(inits)
+    for k, init in enumerate(inits):
+      heights = []
+      for fraction in fractions:
+        ap = float('nan')
+        for curve, point in best.items():
+          r = by_curve[curve]
+          if (r['policy'] or 'default', r['label_fraction'] or 1.0) == (
+            policy,
+            fraction,
+          ) and (r.get('init') or 'rand_init') == init:
+            ap = 100 * (point['test'] or point['val']).get('AP', float('nan'))
+        heights.append(ap)
+      xs = [
+        i + (k - (len(inits) - 1) / 2) * width for i in range(len(fractions))
+      ]
+      ax.bar(xs, heights, width, label=init)
+    ax.set_xticks(range(len(fractions)), [f'{f:.0%}' for f in fractions])
+    ax.set_xlabel('labelled fraction')
+    ax.set_ylabel('AP (test; steps chosen on val)')
+    ax.set_title(f'Augment-{policy}' if policy != 'default' else 'supervised')
+    ax.grid(alpha=0.3, axis='y')
+    ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
 def format_table(records: List[Dict[str, Any]]) -> str:
   """One line per point: curve, steps, val and test AP."""
-  lines = ['curve            | steps  | val AP | test AP']
+  lines = ['curve                      | steps  | val AP | test AP']
   for r in records:
     test = (r['test'] or {}).get('AP')
     lines.append(
-      f'{r["curve"]:16s} | {r["steps"]:6d} | '
+      f'{r["curve"]:26s} | {r["steps"]:6d} | '
       f'{100 * r["val"].get("AP", float("nan")):6.1f} | '
       + ('     -' if test is None else f'{100 * test:7.1f}')
     )

@@ -41,6 +41,12 @@ flags.DEFINE_list(
 flags.DEFINE_list(
   'policies', None, "Augmentation policies (default: the gin file's)."
 )
+flags.DEFINE_list(
+  'inits',
+  None,
+  'detection_experiment.init values (rand_init, imagenet, ...); with them, '
+  'model_dir/inits.png compares their best points (Figure 1 of the paper).',
+)
 flags.DEFINE_integer('seed', None, 'detection_experiment.seed of every point.')
 flags.DEFINE_string(
   'plot', None, 'PNG of val AP against steps (default: model_dir/curves.png).'
@@ -81,7 +87,9 @@ def main(argv):
   del argv
   if not FLAGS.model_dir:
     raise cli.UserError('--model_dir is required.')
-  points = studies.sweep(FLAGS.steps, FLAGS.label_fractions, FLAGS.policies)
+  points = studies.sweep(
+    FLAGS.steps, FLAGS.label_fractions, FLAGS.policies, FLAGS.inits
+  )
   run_fn = cli.one_device_run_fn()
   records = [
     run_point(point, FLAGS.model_dir, FLAGS.seed, run_fn) for point in points
@@ -93,6 +101,8 @@ def main(argv):
   studies.plot_curves(
     records, FLAGS.plot or os.path.join(FLAGS.model_dir, 'curves.png')
   )
+  if any(r.get('init') for r in records):
+    studies.plot_inits(records, os.path.join(FLAGS.model_dir, 'inits.png'))
   print(studies.format_table(records))
 
 

@@ -30,6 +30,37 @@ def test_sweep_is_every_fraction_policy_and_length_shortest_first():
   ]
 
 
+def test_inits_are_swept_as_curves_of_their_own():
+  points = studies.sweep(['2'], ['0.1'], ['S4'], ['rand_init', 'imagenet'])
+  assert [p.curve for p in points] == ['f0.1_S4_rand_init', 'f0.1_S4_imagenet']
+  assert "detection_experiment.init = 'imagenet'" in points[1].bindings(None)
+
+
+def test_inits_plot_shows_each_inits_best_point(tmp_path):
+  records = []
+  for init, aps in (('rand_init', (0.1, 0.3)), ('imagenet', (0.4, 0.2))):
+    for policy in ('S1', 'S4'):
+      for steps, ap in zip((2, 4), aps):
+        point = studies.Point(steps, 0.1, policy, init)
+        records.append(
+          {
+            'curve': point.curve,
+            'steps': steps,
+            'label_fraction': 0.1,
+            'policy': policy,
+            'init': init,
+            'val': {'AP': ap},
+            'test': {'AP': ap + 0.01},
+          }
+        )
+  best = studies.best_points(records)
+  assert best['f0.1_S1_imagenet']['steps'] == 2
+  assert best['f0.1_S1_rand_init']['steps'] == 4
+  path = str(tmp_path / 'inits.png')
+  studies.plot_inits(records, path)
+  assert Image.open(path).size[0] > 600  # two panels
+
+
 def test_sweeps_into_one_folder_add_up():
   old = [
     {'dir': 'a/s2', 'curve': 'a', 'steps': 2, 'val': {'AP': 0.1}},
