@@ -233,9 +233,13 @@ def restore(
       mismatch; the model is left untouched.
   """
   if converter not in CONVERTERS:
+    # The published TF1 EfficientNet and SimCLR checkpoints name their
+    # variables their own way; their converters are not written yet.
     raise InitCheckpointError(
-      f'Unknown init_checkpoint_converter {converter!r}; known: '
-      f'{sorted(CONVERTERS)}.'
+      f'Init checkpoint {checkpoint!r} needs the variable-name converter '
+      f'{converter!r}, which this version does not have (known: '
+      f"{sorted(CONVERTERS)}). Give a checkpoint in Model Garden's layout "
+      '(detection_experiment.init = <path>) instead.'
     )
   prefix = resolve_checkpoint(checkpoint, hint)
   expected = expected_variables(items)

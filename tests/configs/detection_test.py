@@ -183,3 +183,22 @@ def test_no_test_split_when_none_is_asked_for():
   assert experiment.test_split is None
   with pytest.raises(ValueError, match='no test split'):
     experiment.on_test_split()
+
+
+@pytest.mark.parametrize(
+  'init,folder',
+  [
+    ('imagenet', 'efficientnet-b7'),
+    ('imagenet_plus_plus', 'noisy-student-efficientnet-b7'),
+    ('simclr', 'r50_1x_sk0'),
+  ],
+)
+def test_coco_inits_point_to_the_published_checkpoints(init, folder):
+  task = build(
+    'coco_s4.gin', params=[f"detection_experiment.init = '{init}'"]
+  ).task
+  assert task.init_checkpoint == f'/data/pretrained/{folder}'
+  assert task.init_checkpoint_converter
+  assert 'storage.googleapis.com' in task.init_checkpoint_hint or (
+    'gs://' in task.init_checkpoint_hint
+  )
