@@ -24,10 +24,13 @@ from typing import Dict
 from typing import List
 from typing import Mapping
 from typing import Optional
+from typing import Sequence
 from typing import Tuple
 
 from absl import logging
 import tensorflow as tf
+
+from official_selftrain.tasks import checkpoint_converters
 
 REPORT_FILE = 'init_restore.json'
 _VALUE_SUFFIX = '/.ATTRIBUTES/VARIABLE_VALUE'
@@ -39,15 +42,9 @@ class InitCheckpointError(ValueError):
   """An init checkpoint is missing, restores nothing, or does not fit."""
 
 
-# checkpoint key -> our key (None: not a model weight); see `CONVERTERS`.
-Converter = Callable[[str], Optional[str]]
-
-
-def _same_keys(key: str) -> Optional[str]:
-  return key
-
-
-CONVERTERS: Dict[str, Converter] = {'': _same_keys}
+# Checkpoint names -> {checkpoint name: our key}; see `checkpoint_converters`.
+Converter = Callable[[Sequence[str]], Dict[str, str]]
+CONVERTERS = checkpoint_converters.CONVERTERS
 
 
 def _escape(name: str) -> str:
@@ -149,7 +146,7 @@ def match(
   expected: Mapping[str, tf.Variable],
   prefix: str,
   modules: str,
-  converter: Converter = _same_keys,
+  converter: Converter = checkpoint_converters.same_names,
 ) -> Tuple[RestoreReport, Dict[str, str]]:
   """Matches the checkpoint's variables to `expected`.
 
@@ -158,10 +155,14 @@ def match(
   """
   stored = {}
   unused = []
-  for key, shape in tf.train.list_variables(prefix):
-    if key in _BOOKKEEPING or _strip(key) in _BOOKKEEPING:
-      continue
-    ours = converter(key)
+  listed = [
+    (key, shape)
+    for key, shape in tf.train.list_variables(prefix)
+    if key not in _BOOKKEEPING and _strip(key) not in _BOOKKEEPING
+  ]
+  mapping = converter([key for key, _ in listed])
+  for key, shape in listed:
+    ours = mapping.get(key)
     if ours is None or ours not in expected:
       if '.OPTIMIZER_SLOT' not in key and not key.startswith('optimizer/'):
         unused.append(_strip(key))
