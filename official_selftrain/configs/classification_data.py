@@ -40,6 +40,9 @@ def classification_data(
     # Inception-style random crop; Model Garden's task keeps its parser's
     # area range (0.08, 1).
     aug_crop=True,
+    # Model Garden's default area range, as a list: a tuple would make
+    # params.yaml unreadable to yaml.safe_load.
+    crop_area_range=[0.08, 1.0],
     # Iconic images: the object fills most of the frame; keep all of it.
     center_crop_fraction=1.0,
   )

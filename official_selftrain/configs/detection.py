@@ -80,9 +80,7 @@ class DetectionTaskConfig(retinanet_cfg.RetinaNetTask):
   init_checkpoint_hint: str = ''
   joint_weight: float = 0.0
   joint_num_classes: int = 0
-  joint_data: ic_cfg.DataConfig = dataclasses.field(
-    default_factory=lambda: ic_cfg.DataConfig(is_training=True)
-  )
+  joint_data: Optional[ic_cfg.DataConfig] = None
 
 
 def fields_of(reference: hyperparams.Config, values: Dict[str, Any]):
