@@ -28,6 +28,7 @@ TOOLS = (
   'benchmark',
   'learning_curve',
   'seed_study',
+  'inspect_backbone',
 )
 
 setuptools.setup(

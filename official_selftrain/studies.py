@@ -281,3 +281,58 @@ def plot_study(study: Dict[str, Any], path: str) -> None:
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
+
+
+def _backbone_row(name: str, model, images) -> Dict[str, Any]:
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  features = model.backbone(images, training=False)
+  levels = {}
+  for level in sorted(features, key=int):
+    f = features[level].numpy()
+    levels[f'C{level}'] = {
+      'mean': float(f.mean()),
+      'never_fire': float((f.max(axis=(0, 1, 2)) <= 0).mean()),
+    }
+  squares = [
+    float(np.sum(v.numpy() ** 2))
+    for v in model.backbone.trainable_variables
+    if 'kernel' in v.name
+  ]
+  return {
+    'checkpoint': name,
+    'levels': levels,
+    'kernel_norm': float(np.sqrt(sum(squares))),
+  }
+
+
+def backbone_stats(experiment, sources, seed: int) -> List[Dict[str, Any]]:
+  """Per (label, checkpoint or None, modules): activations per level and
+  kernel norm on one validation batch (see the tool `inspect_backbone`)."""
+  from official.core import task_factory  # pylint: disable=g-import-not-at-top
+  import tf_keras  # pylint: disable=g-import-not-at-top
+
+  from official_selftrain.tasks import init_restore  # pylint: disable=g-import-not-at-top
+
+  experiment.prepare()
+  config = experiment.config
+  task = task_factory.get_task(config.task)
+  images = next(iter(task.build_inputs(config.task.validation_data)))[0]
+  rows = []
+  for label, path, modules in sources:
+    tf_keras.utils.set_random_seed(seed)
+    model = task.build_model()
+    if path:
+      init_restore.restore(
+        init_restore.module_items(model, modules), path, modules
+      )
+    rows.append(_backbone_row(label, model, images))
+  return rows
+
+
+def format_backbone_stats(row: Dict[str, Any]) -> str:
+  levels = ' | '.join(
+    f'{k}: mean {v["mean"]:.3f}, never fire {v["never_fire"]:.2f}'
+    for k, v in row['levels'].items()
+  )
+  return f'{row["checkpoint"]}: {levels} | kernel norm {row["kernel_norm"]:.1f}'

@@ -368,8 +368,9 @@ class DetectionTask(retinanet.RetinaNetTask):
     labels, joint = pop_joint_inputs(labels)
     outputs = model(features, training=True)
     outputs = tf.nest.map_structure(lambda x: tf.cast(x, tf.float32), outputs)
+    # By keyword, as Model Garden's train_step calls it.
     total, cls_loss, box_loss, model_loss = self.build_losses(
-      outputs, labels, aux_losses=model.losses
+      outputs=outputs, labels=labels, aux_losses=model.losses
     )
     losses = {
       'total_loss': total,
