@@ -16,6 +16,17 @@ Garden's functional backbone holds stem conv and BN, one
 `InvertedBottleneckBlock` per block, head conv and BN, in that order. Where a
 checkpoint keeps exponential moving averages (`.../ExponentialMovingAverage`,
 the values the published accuracies were measured with), those are taken.
+
+`simclr_tf2`: the SimCLR ResNet-50 checkpoints of google-research/simclr's
+TF2 code (PAPER.md Table 4's SimCLR Init) into Model Garden's ResNet-50 (a
+config that names it binds `retinanet_model.backbone = 'resnet'` and
+`backbone_params = {'model_id': 50}`). Their object graph: under
+`resnet_model`, the stem list `initial_conv_relu_max_pool` (0: conv, 2: batch
+norm), then `block_groups/<g>/layers/<b>`, each bottleneck block with
+`projection_layers` (0: conv, 1: batch norm; first block of a group) and
+`conv_relu_dropblock_layers` (0, 3, 6: the 1x1, 3x3, 1x1 convs; 1, 4, 7: their
+batch norms; 2, 5, 8: DropBlock). The projection and supervised heads are not
+backbone weights.
 """
 
 import re
@@ -95,6 +106,53 @@ def efficientnet_tf1(names: Sequence[str]) -> Dict[str, str]:
   return mapping
 
 
+_SIMCLR_STEM = {'0/conv2d': 0, '2/bn': 1}
+_SIMCLR_BLOCK = {
+  'projection_layers/0/conv2d': '_shortcut',
+  'projection_layers/1/bn': '_norm0',
+  'conv_relu_dropblock_layers/0/conv2d': '_conv1',
+  'conv_relu_dropblock_layers/1/bn': '_norm1',
+  'conv_relu_dropblock_layers/3/conv2d': '_conv2',
+  'conv_relu_dropblock_layers/4/bn': '_norm2',
+  'conv_relu_dropblock_layers/6/conv2d': '_conv3',
+  'conv_relu_dropblock_layers/7/bn': '_norm3',
+}
+_SIMCLR = re.compile(
+  r'(?:^|/)resnet_model/(?:initial_conv_relu_max_pool/(?P<stem>\d+/\w+)|'
+  r'block_groups/(?P<group>\d+)/layers/(?P<block>\d+)/(?P<layer>.+))'
+  r'/(?P<leaf>[^/]+)' + re.escape(VALUE) + '$'
+)
+
+
+def simclr_tf2(names: Sequence[str]) -> Dict[str, str]:
+  """{SimCLR TF2 key: our `backbone/...` key}; see the module doc."""
+  matches = {n: _SIMCLR.search(n) for n in names}
+  blocks = {}
+  for m in filter(None, matches.values()):
+    if m.group('group') is not None:
+      group, block = int(m.group('group')), int(m.group('block'))
+      blocks[group] = max(blocks.get(group, 0), block + 1)
+  # Block b of group g is Model Garden's layer 2 + (blocks before g) + b.
+  first = {}
+  for group in sorted(blocks):
+    first[group] = _FIRST_BLOCK + sum(blocks[g] for g in blocks if g < group)
+  mapping = {}
+  for name, m in matches.items():
+    if m is None:
+      continue
+    if m.group('stem') is not None:
+      if m.group('stem') not in _SIMCLR_STEM:
+        continue
+      layer = f'layer_with_weights-{_SIMCLR_STEM[m.group("stem")]}'
+    else:
+      if m.group('layer') not in _SIMCLR_BLOCK:
+        continue
+      index = first[int(m.group('group'))] + int(m.group('block'))
+      layer = f'layer_with_weights-{index}/{_SIMCLR_BLOCK[m.group("layer")]}'
+    mapping[name] = f'backbone/{layer}/{m.group("leaf")}{VALUE}'
+  return mapping
+
+
 def same_names(names: Sequence[str]) -> Dict[str, str]:
   """A checkpoint in Model Garden's own layout."""
   return {n: n for n in names}
@@ -103,4 +161,5 @@ def same_names(names: Sequence[str]) -> Dict[str, str]:
 CONVERTERS: Dict[str, Callable[[Sequence[str]], Dict[str, str]]] = {
   '': same_names,
   'efficientnet_tf1': efficientnet_tf1,
+  'simclr_tf2': simclr_tf2,
 }

@@ -234,8 +234,6 @@ def restore(
       mismatch; the model is left untouched.
   """
   if converter not in CONVERTERS:
-    # The published TF1 EfficientNet and SimCLR checkpoints name their
-    # variables their own way; their converters are not written yet.
     raise InitCheckpointError(
       f'Init checkpoint {checkpoint!r} needs the variable-name converter '
       f'{converter!r}, which this version does not have (known: '

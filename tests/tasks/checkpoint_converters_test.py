@@ -86,14 +86,24 @@ def _published_layout(backbone, rng):
   return values, targets
 
 
-def test_published_efficientnet_restores_its_moving_averages(tmp_path):
-  config_files.parse([helpers.TINY_GIN], B0)
+def _task_and_model(params, checkpoint_dir, converter, run_dir):
+  """The tiny detector with `params`, to start from `checkpoint_dir`."""
+  config_files.parse([helpers.TINY_GIN], params)
   config = experiment_lib.build().config
-  config.task.init_checkpoint = str(tmp_path / 'efficientnet-b0')
-  config.task.init_checkpoint_converter = 'efficientnet_tf1'
-  task = task_factory.get_task(config.task, logging_dir=str(tmp_path / 'run'))
+  config.task.init_checkpoint = checkpoint_dir
+  config.task.init_checkpoint_converter = converter
+  task = task_factory.get_task(config.task, logging_dir=run_dir)
   tf_keras.utils.set_random_seed(2)
-  model = task.build_model()
+  return task, task.build_model()
+
+
+def test_published_efficientnet_restores_its_moving_averages(tmp_path):
+  task, model = _task_and_model(
+    B0,
+    str(tmp_path / 'efficientnet-b0'),
+    'efficientnet_tf1',
+    str(tmp_path / 'run'),
+  )
   values, targets = _published_layout(model.backbone, np.random.default_rng(0))
   saver = tf.compat.v1.train.Saver(
     var_list={k: tf.Variable(v) for k, v in values.items()}
@@ -112,3 +122,86 @@ def test_published_efficientnet_restores_its_moving_averages(tmp_path):
   raw.remove('global_step')
   assert report['unused_in_checkpoint'] == sorted(raw)
   assert 'efficientnet-b0/head/dense/kernel' in raw
+
+
+R50 = [
+  "retinanet_model.backbone = 'resnet'",
+  "retinanet_model.backbone_params = {'model_id': 50}",
+]
+R50_BLOCKS = (3, 4, 6, 3)
+
+
+def _holder(layer, rng, targets, **attribute):
+  """A tf.Module standing for a SimCLR layer: `conv2d` or `bn` holding
+  variables named as Keras names them, values recorded for our layer."""
+  inner = tf.Module()
+  for weight in layer.weights:
+    leaf = weight.name.split('/')[-1].split(':')[0]
+    value = rng.normal(size=weight.shape).astype(np.float32)
+    setattr(inner, leaf, tf.Variable(value))
+    targets[weight.ref()] = value
+  outer = tf.Module()
+  setattr(outer, attribute['as'], inner)
+  return outer
+
+
+def _simclr_layout(backbone, rng):
+  """SimCLR's TF2 object graph for ResNet-50 (google-research/simclr
+  tf2/resnet.py), with random values of our backbone's shapes."""
+  layers = [layer for layer in backbone.layers if layer.weights]
+  stem_conv, stem_bn, *blocks = layers
+  targets = {}
+  resnet = tf.Module()
+  resnet.initial_conv_relu_max_pool = [
+    _holder(stem_conv, rng, targets, **{'as': 'conv2d'}),
+    tf.Module(),  # IdentityLayer
+    _holder(stem_bn, rng, targets, **{'as': 'bn'}),
+    tf.Module(),  # MaxPooling2D
+    tf.Module(),  # IdentityLayer
+  ]
+  groups, start = [], 0
+  for count in R50_BLOCKS:
+    group = tf.Module()
+    group.layers = []
+    for block in blocks[start : start + count]:
+      simclr = tf.Module()
+      if hasattr(block, '_shortcut'):  # the first block of a group
+        simclr.projection_layers = [
+          _holder(block._shortcut, rng, targets, **{'as': 'conv2d'}),
+          _holder(block._norm0, rng, targets, **{'as': 'bn'}),
+        ]
+      simclr.conv_relu_dropblock_layers = []
+      for conv, norm in (
+        (block._conv1, block._norm1),
+        (block._conv2, block._norm2),
+        (block._conv3, block._norm3),
+      ):
+        simclr.conv_relu_dropblock_layers += [
+          _holder(conv, rng, targets, **{'as': 'conv2d'}),
+          _holder(norm, rng, targets, **{'as': 'bn'}),
+          tf.Module(),  # DropBlock
+        ]
+      group.layers.append(simclr)
+    groups.append(group)
+    start += count
+  resnet.block_groups = groups
+  model = tf.Module()
+  model.resnet_model = resnet
+  model.head_supervised = tf.Module()
+  model.head_supervised.kernel = tf.Variable(tf.zeros([2048, 1000]))
+  return model, targets
+
+
+def test_simclr_resnet50_restores_into_model_gardens(tmp_path):
+  task, model = _task_and_model(
+    R50, str(tmp_path / 'r50_1x_sk0'), 'simclr_tf2', str(tmp_path / 'run')
+  )
+  simclr, targets = _simclr_layout(model.backbone, np.random.default_rng(0))
+  tf.train.Checkpoint(model=simclr).write(str(tmp_path / 'r50_1x_sk0' / 'ck'))
+  task.initialize(model)
+  for weight in model.backbone.weights:
+    np.testing.assert_array_equal(weight.numpy(), targets[weight.ref()])
+  with open(tmp_path / 'run' / init_restore.REPORT_FILE) as f:
+    report = json.load(f)
+  assert report['counts']['restored'] == len(model.backbone.weights)
+  assert report['unused_in_checkpoint'] == ['model/head_supervised/kernel']

@@ -176,10 +176,10 @@ def test_a_name_the_dataset_lacks_is_an_error():
     experiment_lib.build()
 
 
-def test_a_published_checkpoint_without_its_converter_is_named(tmp_path):
+def test_an_unknown_converter_is_named(tmp_path):
   config_files.parse([helpers.TINY_GIN], ["detection_experiment.init = '/x'"])
   config = experiment_lib.build().config
-  config.task.init_checkpoint_converter = 'simclr_tf2'
+  config.task.init_checkpoint_converter = 'some_format'
   task = task_factory.get_task(config.task)
-  with pytest.raises(init_restore.InitCheckpointError, match='simclr_tf2'):
+  with pytest.raises(init_restore.InitCheckpointError, match='some_format'):
     task.initialize(_model(task, 2))
