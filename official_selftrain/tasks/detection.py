@@ -109,11 +109,15 @@ def pop_joint_inputs(labels):
   return labels, joint
 
 
+def top_level(endpoints):
+  """The deepest level of a backbone's {'2': ..., '5': ...} endpoints."""
+  return endpoints[max(endpoints, key=int)]
+
+
 def add_joint_head(model, num_classes: int) -> None:
   """A classification head on the backbone's top level (global average
   pooling, then logits), tracked by the model so it is checkpointed."""
-  specs = model.backbone.output_specs
-  top = specs[max(specs, key=int)]
+  top = top_level(model.backbone.output_specs)
   head = tf_keras.layers.Dense(num_classes, name='joint_classifier')
   head.build([None, top[-1]])
   model.joint_head = head
@@ -349,8 +353,7 @@ class DetectionTask(retinanet.RetinaNetTask):
   def joint_loss(self, model, joint) -> tf.Tensor:
     """Cross-entropy of the classification head on the joint batch (mean
     over this replica's images)."""
-    features = model.backbone(joint[JOINT_IMAGES], training=True)
-    top = features[max(features, key=int)]
+    top = top_level(model.backbone(joint[JOINT_IMAGES], training=True))
     logits = model.joint_head(tf.reduce_mean(top, axis=[1, 2]))
     return tf.reduce_mean(
       tf_keras.losses.sparse_categorical_crossentropy(
