@@ -43,8 +43,18 @@ class NamedInit:
   converter: str = ''
 
 
+class _Prepares:
+  """`prepare()` for a dataset whose `prepare_fn` makes its files exist."""
+
+  prepare_fn: Optional[Callable[[], None]]
+
+  def prepare(self) -> None:
+    if self.prepare_fn is not None:
+      self.prepare_fn()
+
+
 @dataclasses.dataclass
-class DetectionData:
+class DetectionData(_Prepares):
   """Where a detection dataset lives.
 
   Attributes:
@@ -79,10 +89,6 @@ class DetectionData:
   test_annotation_file: Optional[str] = None
   num_test: Optional[int] = None
   inits: Dict[str, NamedInit] = dataclasses.field(default_factory=dict)
-
-  def prepare(self) -> None:
-    if self.prepare_fn is not None:
-      self.prepare_fn()
 
 
 @gin.configurable
@@ -394,7 +400,7 @@ def shapes_det_pool(
 
 
 @dataclasses.dataclass
-class ClassificationData:
+class ClassificationData(_Prepares):
   """Where an image classification dataset lives (Model Garden's schema:
   `image/encoded`, `image/class/label`).
 
@@ -415,10 +421,6 @@ class ClassificationData:
   num_train: Optional[int] = None
   num_val: Optional[int] = None
   prepare_fn: Optional[Callable[[], None]] = None
-
-  def prepare(self) -> None:
-    if self.prepare_fn is not None:
-      self.prepare_fn()
 
 
 @gin.configurable
