@@ -179,6 +179,11 @@ SHAPES_INIT_CONFIGS = {
 }
 # Inside that model dir, where the checkpoint is ('' = the dir itself).
 SHAPES_INIT_SUBDIRS = {'imagenet_plus_plus': 'student'}
+# Recipe versions, part of the cached checkpoint's folder name from 2 on: bump
+# one when its gin file's recipe changes, so that a cache made by the old
+# recipe is never restored under a name that now means the new one.
+# imagenet_plus_plus 2: the student without model noise (README, Noisy Student).
+SHAPES_INIT_RECIPES = {'imagenet': 1, 'imagenet_plus_plus': 2}
 
 
 def shapes_inits(pretrained_dir: str) -> Dict[str, NamedInit]:
@@ -189,7 +194,11 @@ def shapes_inits(pretrained_dir: str) -> Dict[str, NamedInit]:
   """
   inits = {}
   for name, gin_file in SHAPES_INIT_CONFIGS.items():
-    path = os.path.join(pretrained_dir, gin_file[: -len('.gin')])
+    recipe = SHAPES_INIT_RECIPES[name]
+    path = os.path.join(
+      pretrained_dir,
+      gin_file[: -len('.gin')] + (f'_r{recipe}' if recipe > 1 else ''),
+    )
     subdir = SHAPES_INIT_SUBDIRS.get(name)
     inits[name] = NamedInit(
       path=os.path.join(path, subdir) if subdir else path,

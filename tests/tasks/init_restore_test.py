@@ -13,6 +13,7 @@ import tf_keras
 from official_selftrain import config_files
 from official_selftrain import registry_imports  # noqa: F401
 from official_selftrain.configs import experiment as experiment_lib
+from official_selftrain.data import datasets
 from official_selftrain.tasks import init_restore
 
 pytestmark = pytest.mark.usefixtures('clear_gin')
@@ -155,6 +156,15 @@ def test_inits_by_name(tmp_path):
   task = experiment_lib.build().config.task
   assert task.init_checkpoint == os.path.join(tmp_path, 'shapes_cls_pretrain')
   assert 'shapes_cls_pretrain.gin' in task.init_checkpoint_hint
+
+
+def test_a_changed_recipe_names_a_new_cache(tmp_path):
+  inits = datasets.shapes_inits(str(tmp_path))
+  assert inits['imagenet'].path == os.path.join(tmp_path, 'shapes_cls_pretrain')
+  assert inits['imagenet_plus_plus'].path == os.path.join(
+    tmp_path, 'shapes_cls_noisy_student_r2', 'student'
+  )
+  assert 'shapes_cls_noisy_student_r2' in inits['imagenet_plus_plus'].make
 
 
 @pytest.mark.parametrize(
