@@ -171,35 +171,30 @@ def shapes_det(
   )
 
 
-# The gin file that pre-trains each named Shapes init (its model dir is the
-# checkpoint the name points to).
-SHAPES_INIT_CONFIGS = {
-  'imagenet': 'shapes_cls_pretrain.gin',
-  'imagenet_plus_plus': 'shapes_cls_noisy_student.gin',
+# Each named Shapes init: (the gin file that pre-trains it, where in that
+# run's model dir the checkpoint is ('' = the dir itself), its recipe version).
+# The version is part of the cached folder's name from 2 on: bump it when the
+# gin file's recipe changes, so that a cache made by the old recipe is never
+# restored under a name that now means the new one. imagenet_plus_plus 2: the
+# student without model noise (README, Noisy Student).
+SHAPES_INITS = {
+  'imagenet': ('shapes_cls_pretrain.gin', '', 1),
+  'imagenet_plus_plus': ('shapes_cls_noisy_student.gin', 'student', 2),
 }
-# Inside that model dir, where the checkpoint is ('' = the dir itself).
-SHAPES_INIT_SUBDIRS = {'imagenet_plus_plus': 'student'}
-# Recipe versions, part of the cached checkpoint's folder name from 2 on: bump
-# one when its gin file's recipe changes, so that a cache made by the old
-# recipe is never restored under a name that now means the new one.
-# imagenet_plus_plus 2: the student without model noise (README, Noisy Student).
-SHAPES_INIT_RECIPES = {'imagenet': 1, 'imagenet_plus_plus': 2}
 
 
 def shapes_inits(pretrained_dir: str) -> Dict[str, NamedInit]:
   """Shapes-Det's ImageNet and ImageNet++: backbones pre-trained on Shapes-Cls.
 
-  Made by the training command on the gin file of `SHAPES_INIT_CONFIGS`;
-  there is no SimCLR of the miniature.
+  Made by the training command on the gin file of `SHAPES_INITS`; there is no
+  SimCLR of the miniature.
   """
   inits = {}
-  for name, gin_file in SHAPES_INIT_CONFIGS.items():
-    recipe = SHAPES_INIT_RECIPES[name]
+  for name, (gin_file, subdir, recipe) in SHAPES_INITS.items():
     path = os.path.join(
       pretrained_dir,
       gin_file[: -len('.gin')] + (f'_r{recipe}' if recipe > 1 else ''),
     )
-    subdir = SHAPES_INIT_SUBDIRS.get(name)
     inits[name] = NamedInit(
       path=os.path.join(path, subdir) if subdir else path,
       make=(
