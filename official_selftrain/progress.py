@@ -208,13 +208,17 @@ COCO_KEYS = ('AP', 'AP50', 'AP75', 'APs', 'APm', 'APl')
 
 
 def format_metrics(metrics: Mapping[str, float]) -> str:
-  """One line of COCO (or top-1) metrics in percent, as papers print them."""
+  """One line of COCO (top-1, mIoU) metrics in percent, as papers print them."""
   # COCO reports -1 where a size bucket has no objects (APl on small images).
   parts = [
     f'{k} {100 * metrics[k]:.1f}' for k in COCO_KEYS if metrics.get(k, -1) >= 0
   ]
-  # Image classification (Model Garden's metric names).
-  for key, name in (('accuracy', 'top-1'), ('top_5_accuracy', 'top-5')):
+  # Image classification (Model Garden's metric names), segmentation.
+  for key, name in (
+    ('accuracy', 'top-1'),
+    ('top_5_accuracy', 'top-5'),
+    ('mIoU', 'mIoU'),
+  ):
     if key in metrics:
       parts.append(f'{name} {100 * metrics[key]:.1f}')
   step = metrics.get('step')

@@ -12,6 +12,7 @@ from official_selftrain import noisy_student  # noqa: F401
 from official_selftrain import pipeline  # noqa: F401
 from official_selftrain.configs import classification  # noqa: F401
 from official_selftrain.configs import detection  # noqa: F401
+from official_selftrain.configs import segmentation  # noqa: F401
 from official_selftrain.configs import self_training  # noqa: F401
 from official_selftrain.data import datasets  # noqa: F401
 from official_selftrain.data import pools  # noqa: F401
@@ -19,4 +20,5 @@ from official_selftrain.ops import augment_policies  # noqa: F401
 from official_selftrain.pseudo_labels import export  # noqa: F401
 from official_selftrain.tasks import classification as classification_task  # noqa: F401
 from official_selftrain.tasks import detection as detection_task  # noqa: F401
+from official_selftrain.tasks import segmentation as segmentation_task  # noqa: F401
 from official_selftrain.tasks import self_training as self_training_task  # noqa: F401

@@ -35,11 +35,17 @@ flags.DEFINE_integer(
 flags.DEFINE_bool(
   'print_config', False, 'Print the resolved configuration and exit.'
 )
+flags.DEFINE_bool(
+  'count_params',
+  False,
+  'Build each model of the config (on CPU) and print its parameter count.',
+)
 flags.DEFINE_integer(
   'seed',
   None,
   'Seeds init, shuffling and augmentation of every stage (the gin bindings '
-  'detection_experiment.seed and classification_experiment.seed).',
+  'detection_experiment.seed, segmentation_experiment.seed and '
+  'classification_experiment.seed).',
 )
 
 FLAGS = flags.FLAGS
@@ -52,7 +58,11 @@ def main(argv):
     if FLAGS.seed is None
     else [
       f'{job}.seed = {FLAGS.seed}'
-      for job in ('detection_experiment', 'classification_experiment')
+      for job in (
+        'detection_experiment',
+        'segmentation_experiment',
+        'classification_experiment',
+      )
     ]
   )
   cli.parse_gin_flags(extra_params=seed)
@@ -62,6 +72,9 @@ def main(argv):
     config.runtime.tpu = FLAGS.tpu
   if FLAGS.print_config:
     print(experiment_lib.describe(job))
+    return
+  if FLAGS.count_params:
+    print(train_lib.describe_params(job.configs()))
     return
   if not FLAGS.model_dir:
     raise cli.UserError('--model_dir is required to train or evaluate.')

@@ -166,3 +166,21 @@ def run(
   if metrics:
     print(progress.format_metrics(metrics), flush=True)
   return metrics
+
+
+def count_params(config) -> int:
+  """Parameters of the model an experiment config's task builds (on CPU;
+  nothing is trained or restored)."""
+  with tf.device('/cpu:0'):
+    model = task_factory.get_task(config.task).build_model()
+    if not model.built:  # RetinaNet builds on its first call
+      model(tf_keras.Input(list(config.task.model.input_size)), training=True)
+    return model.count_params()
+
+
+def describe_params(configs: Dict[str, object]) -> str:
+  """`params: N` for a one-model job; one line per stage for a pipeline."""
+  counts = {name: count_params(config) for name, config in configs.items()}
+  if len(counts) == 1:
+    return f'params: {next(iter(counts.values()))}'
+  return '\n'.join(f'{name} params: {n}' for name, n in counts.items())

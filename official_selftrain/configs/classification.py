@@ -148,14 +148,10 @@ def classification_experiment(
     summary_interval=summary_interval,
     checkpoint_interval=checkpoint_interval,
   )
-  config = cfg.ExperimentConfig(
-    runtime=detection_cfg.runtime(), task=task, trainer=trainer
-  )
-  if overrides:
-    config.override(detection_cfg.nest(overrides), is_strict=True)
-  config.validate()
-  return experiment_lib.Experiment(
-    config=config,
+  return detection_cfg.finish_experiment(
+    task,
+    trainer,
+    overrides,
     prepare=data.prepare,
     seed=seed,
     deterministic=deterministic,

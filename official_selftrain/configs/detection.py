@@ -383,17 +383,26 @@ def detection_experiment(
     max_to_keep=max_to_keep,
     optimizer_config=cosine_schedule(train_steps=train_steps),
   )
+  return finish_experiment(
+    task,
+    trainer,
+    overrides,
+    prepare=_in_turn(data.prepare, *prepare),
+    seed=seed,
+    deterministic=deterministic,
+    test_split=test_split(data),
+  )
+
+
+def finish_experiment(task, trainer, overrides, **fields):
+  """The Experiment of a task and trainer config: Model Garden's runtime
+  (`runtime` bindings), `overrides` (dotted keys) set last, validated;
+  `fields`: the Experiment's other fields."""
   config = cfg.ExperimentConfig(runtime=runtime(), task=task, trainer=trainer)
   if overrides:
     config.override(nest(overrides), is_strict=True)
   config.validate()
-  return experiment_lib.Experiment(
-    config=config,
-    prepare=_in_turn(data.prepare, *prepare),
-    seed=seed,
-    deterministic=deterministic,
-    test_split=_test_split(data),
-  )
+  return experiment_lib.Experiment(config=config, **fields)
 
 
 def apply_init(task, init: Optional[str], data) -> None:
@@ -456,7 +465,7 @@ def apply_joint(task, weight: float, data, batch: int, seed):
   return (data.prepare,)
 
 
-def _test_split(
+def test_split(
   data: datasets.DetectionData,
 ) -> Optional[experiment_lib.EvalSplit]:
   if not data.test_pattern:

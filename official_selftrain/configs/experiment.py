@@ -99,7 +99,8 @@ class Experiment:
     config = self.config.replace()
     data = config.task.validation_data
     data.input_path = split.input_path
-    config.task.annotation_file = split.annotation_file
+    if 'annotation_file' in config.task.as_dict():  # COCO-style evaluation
+      config.task.annotation_file = split.annotation_file
     config.trainer.validation_steps = (
       -1
       if split.num_images is None

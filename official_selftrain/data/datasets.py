@@ -265,15 +265,73 @@ def coco(
     num_train=COCO_TRAIN_IMAGES,
     num_val=COCO_VAL_IMAGES,
     prepare_fn=prepare,
-    inits={
-      name: NamedInit(
-        os.path.join(pretrained_dir, folder),
-        f'Download and unpack {url} into {pretrained_dir} (gin binding '
-        'coco.pretrained_dir).',
-        converter,
-      )
-      for name, (folder, url, converter) in COCO_INITS.items()
-    },
+    inits=public_inits(pretrained_dir, 'coco.pretrained_dir'),
+  )
+
+
+def public_inits(pretrained_dir: str, binding: str) -> Dict[str, NamedInit]:
+  """The paper's public backbones (`COCO_INITS`), unpacked under
+  `pretrained_dir` (the gin `binding` that sets it is named when missing)."""
+  return {
+    name: NamedInit(
+      os.path.join(pretrained_dir, folder),
+      f'Download and unpack {url} into {pretrained_dir} (gin binding '
+      f'{binding}).',
+      converter,
+    )
+    for name, (folder, url, converter) in COCO_INITS.items()
+  }
+
+
+VOC_NUM_CLASSES = 21  # background + 20 classes; 255 marks void pixels.
+VOC_TRAIN_AUG_IMAGES = 10582  # VOC 2012 train + SBD, without VOC 2012 val.
+VOC_VAL_IMAGES = 1449
+
+
+@gin.configurable
+def pascal_voc(
+  data_dir: str = '/data/pascal',
+  train_pattern: str = 'train_aug-*',
+  val_pattern: str = 'val-*',
+  pretrained_dir: str = '/data/pretrained',
+) -> DetectionData:
+  """PASCAL VOC 2012 segmentation (train_aug / val) as TFRecords in Model
+  Garden's segmentation schema, made by tools/create_voc_tfrecords.py.
+
+  Args:
+    data_dir: directory holding the TFRecords.
+    train_pattern: glob of train shards, relative to data_dir.
+    val_pattern: glob of val shards, relative to data_dir.
+    pretrained_dir: where the public init checkpoints were unpacked.
+
+  Returns:
+    DetectionData (the fields a segmentation experiment reads).
+  """
+  train = os.path.join(data_dir, train_pattern)
+  val = os.path.join(data_dir, val_pattern)
+
+  def prepare():
+    for what, path in (('train_aug', train), ('val', val)):
+      if not tf.io.gfile.glob(path):
+        raise MissingDatasetError(
+          f'No PASCAL VOC {what} TFRecords match {path!r} (gin binding '
+          f'pascal_voc.data_dir={data_dir!r}). Make them with:\n  python '
+          '-m official_selftrain.tools.create_voc_tfrecords '
+          '--voc_dir=<VOCdevkit>/VOC2012 --sbd_dir=<benchmark_RELEASE>/dataset '
+          f'--output_dir={data_dir}\nor bind pascal_voc.data_dir to where '
+          'they are.'
+        )
+
+  return DetectionData(
+    name='pascal_voc',
+    train_pattern=train,
+    val_pattern=val,
+    annotation_file=None,
+    num_classes=VOC_NUM_CLASSES,
+    num_train=VOC_TRAIN_AUG_IMAGES,
+    num_val=VOC_VAL_IMAGES,
+    prepare_fn=prepare,
+    inits=public_inits(pretrained_dir, 'pascal_voc.pretrained_dir'),
   )
 
 
