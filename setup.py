@@ -16,6 +16,7 @@ INSTALL_REQUIRES = [
   'absl-py',
   'Pillow',
   'PyYAML',
+  'scipy',  # SBD's .mat labels (create_voc_tfrecords)
 ]
 
 # Installed tools: `official_selftrain_NAME` and `python -m
@@ -23,6 +24,7 @@ INSTALL_REQUIRES = [
 TOOLS = (
   'create_shapes_tfrecords',
   'create_coco_tfrecords',
+  'create_voc_tfrecords',
   'export_pseudo_labels',
   'visualize',
   'benchmark',
