@@ -8,6 +8,7 @@ pool), a tf.data.Dataset of dicts:
   encoded:    string, the original encoded image, written back unchanged
   gt_boxes:   float32 [N, 4] normalised ground truth held aside (may be empty)
   gt_classes: int64 [N]
+  gt_segmentation: string, the held-aside PNG label map ('' if none)
 
 Labels in the pool are never given to the student: they are used only to
 measure pseudo-label precision and recall (Shapes pools keep them aside).
@@ -34,6 +35,9 @@ _GT_FEATURES = {
   'image/object/bbox/ymax': tf.io.VarLenFeature(tf.float32),
   'image/object/bbox/xmax': tf.io.VarLenFeature(tf.float32),
   'image/object/class/label': tf.io.VarLenFeature(tf.int64),
+  'image/segmentation/class/encoded': tf.io.FixedLenFeature(
+    [], tf.string, default_value=''
+  ),
 }
 
 
@@ -66,6 +70,7 @@ def _parse_record(index, record):
     'encoded': dense['image/encoded'],
     'gt_boxes': tf.reshape(boxes, [-1, 4]),
     'gt_classes': dense['image/object/class/label'],
+    'gt_segmentation': dense['image/segmentation/class/encoded'],
   }
 
 
@@ -76,6 +81,7 @@ def _no_gt(index, source_id, encoded):
     'encoded': encoded,
     'gt_boxes': tf.zeros([0, 4], tf.float32),
     'gt_classes': tf.zeros([0], tf.int64),
+    'gt_segmentation': tf.constant(''),
   }
 
 

@@ -29,6 +29,7 @@ import tensorflow as tf
 from official_selftrain import progress as progress_lib
 from official_selftrain.data import pools
 from official_selftrain.pseudo_labels import manifest as manifest_lib
+from official_selftrain.pseudo_labels import segmentation_teacher
 from official_selftrain.pseudo_labels import shard_files
 from official_selftrain.pseudo_labels import shard_writer
 from official_selftrain.pseudo_labels import teacher as teacher_lib
@@ -62,22 +63,48 @@ def _check_not_empty(pool: Any) -> None:
 
 def _manifest_header(
   teacher_dir: str,
-  teacher: teacher_lib.Teacher,
+  teacher: Any,
   pool: Any,
   export_floor: float,
   read_threshold: float,
 ) -> Dict[str, Any]:
   """What the manifest says of the run besides its shards' stats."""
-  return {
+  header = {
     'teacher_dir': teacher_dir,
     'teacher_checkpoint': teacher.checkpoint,
     'teacher_step': teacher.step,
     'pool': pool.describe(),
-    'export_floor': export_floor,
-    'read_threshold': read_threshold,
-    'nms': teacher.nms,
-    'teacher_input_size': teacher.input_size,
   }
+  if isinstance(teacher, teacher_lib.Teacher):  # boxes: thresholds at read
+    header.update(export_floor=export_floor, read_threshold=read_threshold)
+  header.update(teacher.describe())
+  return header
+
+
+def restore_teacher(teacher_dir: str, checkpoint: Optional[str], **options):
+  """The teacher a model_dir holds: a detector (`teacher.Teacher`) or a
+  segmenter (`segmentation_teacher.SegmentationTeacher`), by its params.yaml.
+
+  `options`: `score_floor`, `nms_iou_threshold`, `max_detections`,
+  `pre_nms_top_k`, `nms_version` (detection); `scales`, `flip`, `threshold`
+  (segmentation).
+  """
+  params = teacher_lib.read_params(teacher_dir)
+  if teacher_lib.is_segmentation(params):
+    keys = ('scales', 'flip', 'threshold')
+    return segmentation_teacher.SegmentationTeacher(
+      teacher_dir, checkpoint, **{k: options[k] for k in keys}
+    )
+  keys = (
+    'score_floor',
+    'nms_iou_threshold',
+    'max_detections',
+    'pre_nms_top_k',
+    'nms_version',
+  )
+  return teacher_lib.Teacher(
+    teacher_dir, checkpoint, **{k: options[k] for k in keys}
+  )
 
 
 @gin.configurable
@@ -97,6 +124,8 @@ def export_pseudo_labels(
   batch_size: int = 32,
   log_every_seconds: float = 10.0,
   teacher: Optional[teacher_lib.Teacher] = None,
+  scales: Sequence[float] = segmentation_teacher.PAPER_SCALES,
+  flip: bool = False,
 ) -> Dict[str, Any]:
   """Labels `pool` with the teacher in `teacher_dir`; returns the manifest.
 
@@ -118,8 +147,15 @@ def export_pseudo_labels(
       of a cluster its own, e.g. [task_index].
     batch_size: images per teacher call.
     log_every_seconds: progress log period.
-    teacher: an already restored Teacher to use instead of building one from
+    teacher: an already restored teacher to use instead of building one from
       teacher_dir (the NMS arguments above are then the teacher's own).
+    scales: a segmentation teacher's inference scales (the paper's six).
+    flip: a segmentation teacher also labels each scale flipped.
+
+  A segmentation teacher (by the teacher_dir's params.yaml) writes label maps
+  instead of boxes (`segmentation_teacher`): `read_threshold` is then its
+  per-pixel threshold (pixels below it get the ignore label, 255) and
+  `export_floor` is unused.
 
   Returns:
     The manifest (also written to output_dir/manifest.json).
@@ -131,7 +167,7 @@ def export_pseudo_labels(
     )
   start = time.time()
   if teacher is None:
-    teacher = teacher_lib.Teacher(
+    teacher = restore_teacher(
       teacher_dir,
       teacher_checkpoint,
       score_floor=export_floor,
@@ -139,6 +175,9 @@ def export_pseudo_labels(
       max_detections=max_detections,
       pre_nms_top_k=pre_nms_top_k,
       nms_version=nms_version,
+      scales=scales,
+      flip=flip,
+      threshold=read_threshold,
     )
   tf.io.gfile.makedirs(output_dir)
   todo = _shards_to_do(output_dir, num_shards, shard_indices)

@@ -15,6 +15,7 @@ from typing import Iterable
 from typing import List
 from typing import Tuple
 
+import numpy as np
 import tensorflow as tf
 
 from official_selftrain.pseudo_labels import quality
@@ -90,8 +91,98 @@ class ShardStats:
     }
 
 
+class SegmentationStats:
+  """Counts for one shard of segmentation pseudo labels: ignored pixels,
+  pixels per class, and agreement with held-aside label maps (pixel accuracy
+  over the labelled pixels whose truth is not ignored)."""
+
+  kind = 'segmentation'
+
+  def __init__(self, num_classes: int, ignore_label: int):
+    self.num_classes = num_classes
+    self.ignore_label = ignore_label
+    self.images_written = 0
+    self.pixels = 0
+    self.pixels_ignored = 0
+    self.pixels_per_class = collections.Counter()
+    self.pixels_compared = 0
+    self.pixels_correct = 0
+    self.skipped: List[Dict[str, Any]] = []
+
+  def add(self, labels, truth=None) -> None:
+    """One image's [H, W] pseudo labels; `truth` its held-aside map."""
+    self.images_written += 1
+    labelled = labels != self.ignore_label
+    self.pixels += labels.size
+    self.pixels_ignored += int((~labelled).sum())
+    values, counts = np.unique(labels[labelled], return_counts=True)
+    self.pixels_per_class.update(dict(zip(values.tolist(), counts.tolist())))
+    if truth is not None:
+      compared = labelled & (truth != self.ignore_label)
+      self.pixels_compared += int(compared.sum())
+      self.pixels_correct += int((labels == truth)[compared].sum())
+
+  def as_dict(self) -> Dict[str, Any]:
+    return {
+      'kind': self.kind,
+      'images_written': self.images_written,
+      'images_skipped': len(self.skipped),
+      'skipped': self.skipped,
+      'pixels': self.pixels,
+      'pixels_ignored': self.pixels_ignored,
+      'pixels_per_class': {
+        str(k): v for k, v in sorted(self.pixels_per_class.items())
+      },
+      'pixels_compared': self.pixels_compared,
+      'pixels_correct': self.pixels_correct,
+    }
+
+
+def _merge_segmentation(shards: List[Dict[str, Any]]) -> Dict[str, Any]:
+  """Sums segmentation shard stats; derives the ignored fraction, the class
+  histogram (fractions of labelled pixels) and the pixel accuracy."""
+  total = collections.Counter()
+  per_class = collections.Counter()
+  skipped = []
+  for s in shards:
+    for key in (
+      'images_written',
+      'images_skipped',
+      'pixels',
+      'pixels_ignored',
+      'pixels_compared',
+      'pixels_correct',
+    ):
+      total[key] += s[key]
+    per_class.update(s['pixels_per_class'])
+    skipped.extend(s['skipped'])
+  merged = dict(total)
+  merged['images_read'] = total['images_written'] + total['images_skipped']
+  merged['skipped'] = skipped
+  merged['ignored_pixel_fraction'] = total['pixels_ignored'] / max(
+    total['pixels'], 1
+  )
+  labelled = max(total['pixels'] - total['pixels_ignored'], 1)
+  merged['class_histogram'] = {
+    k: v / labelled for k, v in sorted(per_class.items(), key=_class_order)
+  }
+  merged['pixel_accuracy'] = (
+    total['pixels_correct'] / total['pixels_compared']
+    if total['pixels_compared']
+    else None
+  )
+  return merged
+
+
+def _class_order(item):
+  return int(item[0])
+
+
 def merge_stats(shards: Iterable[Dict[str, Any]]) -> Dict[str, Any]:
   """Sums per-shard stats; derives rates, quality and boxes per image."""
+  shards = list(shards)
+  if shards and shards[0].get('kind') == SegmentationStats.kind:
+    return _merge_segmentation(shards)
   total = collections.Counter()
   per_class = collections.Counter()
   counts = quality.QualityCounts()
@@ -129,7 +220,7 @@ def _brief(counts: quality.QualityCounts) -> Dict[str, float]:
 
 
 def write_shard_stats(
-  output_dir: str, index: int, num_shards: int, stats: ShardStats
+  output_dir: str, index: int, num_shards: int, stats: Any
 ) -> None:
   """Writes a shard's stats file, which marks the shard finished."""
   shard_files.atomic_write_bytes(
@@ -172,7 +263,7 @@ def write_manifest(
   manifest = dict(header)
   manifest.update(merge_stats(stats))
   floor = header.get('export_floor')
-  if floor is not None:
+  if floor is not None and 'quality_by_threshold' in manifest:
     manifest['quality_by_threshold'] = {
       t: q
       for t, q in manifest['quality_by_threshold'].items()

@@ -69,6 +69,28 @@ def pseudo_label_example(
   return builder.example
 
 
+def segmentation_pseudo_label_example(
+  source_id: bytes,
+  encoded: bytes,
+  height: int,
+  width: int,
+  label_map: np.ndarray,
+) -> tf.train.Example:
+  """One pseudo-labelled image in Model Garden's segmentation schema: the
+  [H, W] uint8 class map (255: ignored) PNG-encoded beside the image."""
+  builder = tf_example_builder.TfExampleBuilder()
+  builder.add_encoded_image_feature(
+    encoded,
+    image_format=image_format(encoded),
+    height=height,
+    width=width,
+    num_channels=3,
+    image_source_id=source_id,
+  )
+  builder.add_semantic_mask_matrix_feature(label_map[..., None])
+  return builder.example
+
+
 class PseudoLabelDecoder(tf_example_decoder.TfExampleDecoder):
   """Model Garden's decoder, applying the read-time threshold to pseudo boxes.
 

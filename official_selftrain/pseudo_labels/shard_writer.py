@@ -22,20 +22,12 @@ import tensorflow as tf
 
 from official_selftrain import progress as progress_lib
 from official_selftrain.pseudo_labels import manifest
-from official_selftrain.pseudo_labels import schema
 from official_selftrain.pseudo_labels import shard_files
 from official_selftrain.pseudo_labels import teacher as teacher_lib
 
-# What the writer thread needs of each image, as numpy on the host.
-_HOST_KEYS = (
-  'index',
-  'source_id',
-  'encoded',
-  'height',
-  'width',
-  'gt_boxes',
-  'gt_classes',
-)
+# What the writer thread needs of each image, as numpy on the host (and the
+# teacher's own `host_keys`).
+_HOST_KEYS = ('index', 'source_id', 'encoded', 'height', 'width')
 
 # Batches labelled ahead of the writer thread before the teacher waits.
 _MAX_PENDING = 2
@@ -82,32 +74,16 @@ class ShardWriter:
   cost ~15% of export speed when done in turn with inference.
   """
 
-  def __init__(self, writer, stats: manifest.ShardStats):
+  def __init__(self, writer, stats, teacher):
     self._writer = writer
     self._stats = stats
+    self._teacher = teacher
     self.seen: Set[int] = set()
 
   def write_batch(self, out, host) -> int:
     for i in range(len(host['index'])):
-      n = out['num_detections'][i]
-      boxes, classes = out['boxes'][i, :n], out['classes'][i, :n]
-      scores = out['scores'][i, :n]
-      self._writer.write(
-        schema.pseudo_label_example(
-          host['source_id'][i],
-          host['encoded'][i],
-          int(host['height'][i]),
-          int(host['width'][i]),
-          boxes,
-          classes,
-          scores,
-        ).SerializeToString()
-      )
-      gt_classes = host['gt_classes'][i]
-      valid = gt_classes > 0  # padded_batch pads with class 0
-      self._stats.add(
-        boxes, classes, scores, host['gt_boxes'][i][valid], gt_classes[valid]
-      )
+      example = self._teacher.label_image(out, host, i, self._stats)
+      self._writer.write(example.SerializeToString())
       self.seen.add(int(host['index'][i]))
     return len(host['index'])
 
@@ -152,7 +128,8 @@ def _label_batches(
     for batch in _teacher_batches(teacher, raw, batch_size):
       out = teacher.predict(batch['image'], batch['image_info'])
       out = {key: v.numpy() for key, v in out.items()}
-      host = {key: batch[key].numpy() for key in _HOST_KEYS}
+      keys = _HOST_KEYS + tuple(teacher.host_keys)
+      host = {key: batch[key].numpy() for key in keys}
       pending.append(write_thread.submit(shard_writer.write_batch, out, host))
       while pending and (len(pending) > _MAX_PENDING or pending[0].done()):
         pending.popleft().result()
@@ -212,15 +189,13 @@ def label_shard(
   its count, and the shard's own count and ETA are given beside it.
   """
   raw = pool.dataset(num_shards, index)
-  stats = manifest.ShardStats(
-    read_threshold, teacher.config.task.model.num_classes
-  )
+  stats = teacher.new_stats(read_threshold)
   path = shard_files.shard_path(output_dir, index, num_shards)
   shard_files.remove_stale_temps(path)  # left by a killed run
   tmp = shard_files.temp_path(path)
   report = functools.partial(_report, progress, index, progress.done)
   with tf.io.TFRecordWriter(tmp) as writer:
-    shard_writer = ShardWriter(writer, stats)
+    shard_writer = ShardWriter(writer, stats, teacher)
     expected = _label_batches(teacher, raw, batch_size, shard_writer, report)
   missing = set(range(expected)) - shard_writer.seen
   if missing:

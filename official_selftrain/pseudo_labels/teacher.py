@@ -25,10 +25,28 @@ import tensorflow as tf
 import tf_keras
 
 from official_selftrain.configs import detection as detection_cfg
+from official_selftrain.pseudo_labels import manifest
+from official_selftrain.pseudo_labels import schema
 
 
 class NoCheckpointError(FileNotFoundError):
   """The teacher directory holds no checkpoint."""
+
+
+def read_params(model_dir: str) -> Dict[str, Any]:
+  """The `params.yaml` a training run wrote into its model_dir, as a dict."""
+  path = os.path.join(model_dir, 'params.yaml')
+  if not tf.io.gfile.exists(path):
+    raise NoCheckpointError(
+      f'{path} not found: {model_dir!r} is not a model_dir written by '
+      'official_selftrain.train (or training never started there).'
+    )
+  return hyperparams.read_yaml_to_params_dict(path).as_dict()
+
+
+def is_segmentation(params: Dict[str, Any]) -> bool:
+  """Whether a run's params (`read_params`) are a segmentation task's."""
+  return 'ignore_label' in params['task'].get('losses', {})
 
 
 def load_experiment_config(model_dir: str) -> cfg.ExperimentConfig:
@@ -37,13 +55,7 @@ def load_experiment_config(model_dir: str) -> cfg.ExperimentConfig:
   A student's task has self-training fields a detection task lacks; the
   model, data and runtime sections are what the teacher needs.
   """
-  path = os.path.join(model_dir, 'params.yaml')
-  if not tf.io.gfile.exists(path):
-    raise NoCheckpointError(
-      f'{path} not found: {model_dir!r} is not a model_dir written by '
-      'official_selftrain.train (or training never started there).'
-    )
-  params = hyperparams.read_yaml_to_params_dict(path).as_dict()
+  params = read_params(model_dir)
   config = cfg.ExperimentConfig(
     task=detection_cfg.supervised_task_config(params['task'])
   )
@@ -180,6 +192,38 @@ class Teacher:
       self.step,
       self.input_size,
     )
+
+  # What `label_image` reads of each image besides its id, bytes and size.
+  host_keys = ('gt_boxes', 'gt_classes')
+
+  def new_stats(self, read_threshold: float) -> manifest.ShardStats:
+    return manifest.ShardStats(
+      read_threshold, self.config.task.model.num_classes
+    )
+
+  def label_image(self, out, host, i, stats) -> tf.train.Example:
+    """The record of image i of a labelled batch; adds it to `stats`."""
+    n = out['num_detections'][i]
+    boxes, classes = out['boxes'][i, :n], out['classes'][i, :n]
+    scores = out['scores'][i, :n]
+    gt_classes = host['gt_classes'][i]
+    valid = gt_classes > 0  # padded_batch pads with class 0
+    stats.add(
+      boxes, classes, scores, host['gt_boxes'][i][valid], gt_classes[valid]
+    )
+    return schema.pseudo_label_example(
+      host['source_id'][i],
+      host['encoded'][i],
+      int(host['height'][i]),
+      int(host['width'][i]),
+      boxes,
+      classes,
+      scores,
+    )
+
+  def describe(self) -> Dict[str, Any]:
+    """The teacher's settings, for the manifest."""
+    return {'nms': self.nms, 'teacher_input_size': self.input_size}
 
   def preprocess(self, image: tf.Tensor):
     """uint8 [H, W, 3] -> (model input, image_info), no augmentation."""

@@ -5,7 +5,9 @@ r"""Labels an unlabelled pool with a trained teacher (pseudo-label TFRecords).
   python -m official_selftrain.tools.export_pseudo_labels --teacher_dir=... --pool=/photos/ ...
   python -m official_selftrain.tools.export_pseudo_labels --teacher_dir=... --pool=tfds:coco/2017:unlabeled
 
-A pool is a TFRecord glob (labels in it are ignored, kept aside to measure
+The teacher may be a detector (boxes) or a segmenter (label maps from
+multi-scale inference: --scales, --flip; pixels below --read_threshold are
+ignored, 255). A pool is a TFRecord glob (labels in it are ignored, kept aside to measure
 pseudo-label quality), a folder or glob of JPEG/PNG files, or `tfds:NAME:SPLIT`.
 Hosts of a cluster label disjoint parts: `--num_shards=64 --shard_index=K`, or
 leave --shard_index unset to take this worker's index from TF_CONFIG. A killed
@@ -40,6 +42,13 @@ flags.DEFINE_integer(
 flags.DEFINE_float('read_threshold', None, "The student's score threshold.")
 flags.DEFINE_float('export_floor', None, 'Lowest score written.')
 flags.DEFINE_integer('batch_size', None, 'Images per teacher call.')
+flags.DEFINE_list(
+  'scales',
+  None,
+  "A segmentation teacher's inference scales (default the paper's "
+  '0.5,0.75,1,1.25,1.5,1.75).',
+)
+flags.DEFINE_bool('flip', None, 'A segmentation teacher also labels flips.')
 
 FLAGS = flags.FLAGS
 
@@ -70,9 +79,17 @@ def main(argv):
     kwargs['pool'] = pool_from_flag(FLAGS.pool)
   if FLAGS.output_dir:
     kwargs['output_dir'] = FLAGS.output_dir
-  for name in ('num_shards', 'read_threshold', 'export_floor', 'batch_size'):
+  for name in (
+    'num_shards',
+    'read_threshold',
+    'export_floor',
+    'batch_size',
+    'flip',
+  ):
     if getattr(FLAGS, name) is not None:
       kwargs[name] = getattr(FLAGS, name)
+  if FLAGS.scales:
+    kwargs['scales'] = [float(s) for s in FLAGS.scales]
   index = FLAGS.shard_index
   if index is None:
     index = shard_index_from_tf_config()
@@ -95,8 +112,11 @@ def main(argv):
       'images_skipped',
       'boxes_per_image_at_read_threshold',
       'quality_at_read_threshold',
+      'ignored_pixel_fraction',
+      'pixel_accuracy',
       'wall_seconds',
     )
+    if k in manifest
   }
   print(json.dumps(summary, indent=1))
 

@@ -1,0 +1,116 @@
+"""Segmentation pseudo labels: multi-scale probabilities averaged, low-
+confidence pixels ignored, written by the same exporter as boxes."""
+
+import json
+import os
+
+import numpy as np
+from official.vision.dataloaders import segmentation_input
+import pytest
+import tensorflow as tf
+
+from official_selftrain.pseudo_labels import export
+from official_selftrain.pseudo_labels import manifest as manifest_lib
+from official_selftrain.pseudo_labels import segmentation_teacher
+
+pytestmark = pytest.mark.slow
+
+
+def _images(pool, count=4):
+  images = []
+  for element in pool.dataset().take(count):
+    images.append(tf.io.decode_image(element['encoded'], channels=3))
+  return images
+
+
+def _predict(teacher, images):
+  batch = [teacher.preprocess(image) for image in images]
+  canvas = tf.stack([b[0] for b in batch])
+  info = tf.stack([b[1] for b in batch])
+  return teacher.predict(canvas, info)['probabilities'].numpy(), info.numpy()
+
+
+def test_scales_are_averaged_as_probabilities(seg_teacher_dir, seg_pool):
+  images = _images(seg_pool)
+
+  def probabilities(scales, flip=False):
+    teacher = segmentation_teacher.SegmentationTeacher(
+      seg_teacher_dir, scales=scales, flip=flip
+    )
+    return _predict(teacher, images)[0]
+
+  half, full = probabilities([0.5]), probabilities([1.0])
+  both = probabilities([0.5, 1.0])
+  np.testing.assert_allclose(both, (half + full) / 2, atol=1e-5)
+  np.testing.assert_allclose(both.sum(-1), 1.0, atol=1e-4)
+  assert not np.allclose(half, full, atol=1e-3)  # the scales do differ
+  flipped = probabilities([1.0], flip=True)
+  assert flipped.shape == full.shape and not np.allclose(flipped, full)
+
+
+def test_pixels_below_the_threshold_are_ignored(seg_teacher_dir, seg_pool):
+  teacher = segmentation_teacher.SegmentationTeacher(
+    seg_teacher_dir, scales=[1.0], threshold=0.5
+  )
+  probabilities, info = _predict(teacher, _images(seg_pool, 1))
+  labels = teacher.label_map(probabilities[0], info[0], 128, 128)
+  top = probabilities[0].max(-1)
+  np.testing.assert_array_equal(labels == 255, top < 0.5)
+  sure = top >= 0.5
+  np.testing.assert_array_equal(labels[sure], probabilities[0].argmax(-1)[sure])
+
+
+def _records(output_dir):
+  decoder = segmentation_input.Decoder()
+  out = {}
+  for path in tf.io.gfile.glob(os.path.join(output_dir, 'pseudo-*.tfrecord')):
+    for record in tf.data.TFRecordDataset(path):
+      data = decoder.decode(record)
+      label = tf.io.decode_png(data['image/segmentation/class/encoded'])
+      image = tf.io.decode_image(data['image/encoded'], channels=3)
+      assert label.shape[:2] == image.shape[:2]
+      example = tf.train.Example.FromString(record.numpy())
+      source = example.features.feature['image/source_id'].bytes_list.value[0]
+      out[source.decode()] = label.numpy()[..., 0]
+  return out
+
+
+def _truth(pool):
+  return {
+    e['source_id'].numpy().decode(): tf.io.decode_png(
+      e['gt_segmentation']
+    ).numpy()[..., 0]
+    for e in pool.dataset()
+  }
+
+
+def test_exporter_writes_label_maps_and_their_manifest(
+  seg_teacher_dir, seg_pool, tmp_path
+):
+  manifest = export.export_pseudo_labels(
+    teacher_dir=seg_teacher_dir,
+    pool=seg_pool,
+    output_dir=str(tmp_path),
+    num_shards=2,
+    batch_size=5,
+    scales=[0.75, 1.0, 1.5],
+    flip=True,
+    read_threshold=0.4,
+  )
+  labels, truth = _records(str(tmp_path)), _truth(seg_pool)
+  assert sorted(labels) == sorted(truth) and len(labels) == 12
+  stacked = np.stack([labels[k] for k in sorted(labels)])
+  gt = np.stack([truth[k] for k in sorted(labels)])
+  assert set(np.unique(stacked)) <= set(range(7)) | {255}
+  assert manifest['complete'] and manifest['images_written'] == 12
+  assert manifest['scales'] == [0.75, 1.0, 1.5] and manifest['flip']
+  assert manifest['pixel_threshold'] == 0.4
+  ignored = stacked == 255
+  assert manifest['ignored_pixel_fraction'] == pytest.approx(ignored.mean())
+  compared = ~ignored & (gt != 255)
+  assert manifest['pixel_accuracy'] == pytest.approx(
+    (stacked == gt)[compared].mean()
+  )
+  assert sum(manifest['class_histogram'].values()) == pytest.approx(1.0)
+  with open(tmp_path / manifest_lib.MANIFEST) as f:
+    assert json.load(f)['pixel_accuracy'] == manifest['pixel_accuracy']
