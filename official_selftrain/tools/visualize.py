@@ -9,6 +9,9 @@ learns from) are drawn solid and thick with a `class score` caption; those
 below it, down to the export floor, thin, dashed and faded, without caption,
 so the effect of the threshold can be seen. A title over the grid says which
 threshold splits them. (`--read_threshold` is an alias of `--threshold`.)
+Segmentation pseudo labels (a segmentation teacher's export) are drawn as
+each image beside its label map over it: classes in their colours, pixels the
+teacher was unsure of (ignored, 255) grey.
 
   python -m official_selftrain.tools.visualize --augment=S4 --output=docs/augment_s4.png
   python -m official_selftrain.tools.visualize --augment=S1,S2,S3,S4 --output=docs/augment.png
@@ -217,6 +220,35 @@ def draw_pseudo_labels(
   return picture
 
 
+SEGMENTATION_KEY = 'image/segmentation/class/encoded'
+IGNORED_COLOUR = (128, 128, 128)
+
+
+def draw_segmentation_pseudo_labels(record: bytes, scale: int) -> Image.Image:
+  """One image beside its pseudo label map over it: each class in its
+  colour (half transparent), ignored pixels (255) grey, background as is."""
+  feature = tf.train.Example.FromString(record).features.feature
+  image = tf.io.decode_image(
+    feature['image/encoded'].bytes_list.value[0],
+    channels=3,
+    expand_animations=False,
+  ).numpy()
+  labels = tf.io.decode_png(feature[SEGMENTATION_KEY].bytes_list.value[0])
+  labels = labels.numpy()[..., 0]
+  colours = np.zeros((256, 3), np.float32)
+  for label in range(1, 255):
+    colours[label] = _colour(label)
+  colours[255] = IGNORED_COLOUR
+  painted = labels > 0
+  overlay = image.astype(np.float32)
+  overlay[painted] = 0.5 * overlay[painted] + 0.5 * colours[labels[painted]]
+  pair = np.concatenate([image, overlay.astype(np.uint8)], axis=1)
+  height, width = pair.shape[:2]
+  return Image.fromarray(pair).resize(
+    (width * scale, height * scale), Image.NEAREST
+  )
+
+
 def legend(
   canvas: Image.Image, threshold: float, source: str, floor=None
 ) -> Image.Image:
@@ -388,6 +420,14 @@ def _pseudo_labels_main():
     r.numpy() for r in tf.data.TFRecordDataset(files).take(FLAGS.num_images)
   ]
   manifest = manifest_lib.read_manifest(FLAGS.pseudo_labels)
+  if manifest.get('task') == 'segmentation':
+    pictures = [
+      draw_segmentation_pseudo_labels(r, FLAGS.scale) for r in records
+    ]
+    canvas = grid(pictures, FLAGS.columns)
+    canvas.save(FLAGS.output)
+    print(f'Wrote {len(pictures)} images to {FLAGS.output}')
+    return
   threshold, source = resolve_threshold(manifest, FLAGS.threshold)
   pictures = [draw_pseudo_labels(r, threshold, FLAGS.scale) for r in records]
   canvas = grid(pictures, FLAGS.columns)

@@ -4,8 +4,10 @@ confidence pixels ignored, written by the same exporter as boxes."""
 import json
 import os
 
+from helpers import run_tool
 import numpy as np
 from official.vision.dataloaders import segmentation_input
+from PIL import Image
 import pytest
 import tensorflow as tf
 
@@ -114,3 +116,27 @@ def test_exporter_writes_label_maps_and_their_manifest(
   assert sum(manifest['class_histogram'].values()) == pytest.approx(1.0)
   with open(tmp_path / manifest_lib.MANIFEST) as f:
     assert json.load(f)['pixel_accuracy'] == manifest['pixel_accuracy']
+
+
+def test_visualize_draws_segmentation_overlays(
+  seg_teacher_dir, seg_pool, tmp_path
+):
+  export.export_pseudo_labels(
+    teacher_dir=seg_teacher_dir,
+    pool=seg_pool,
+    output_dir=str(tmp_path / 'pl'),
+    num_shards=1,
+    scales=[1.0],
+  )
+  output = str(tmp_path / 'seg.png')
+  result = run_tool(
+    'visualize.py',
+    f'--pseudo_labels={tmp_path / "pl"}',
+    f'--output={output}',
+    '--num_images=4',
+    '--columns=2',
+    '--scale=1',
+  )
+  assert result.returncode == 0, result.stderr[-3000:]
+  with Image.open(output) as picture:
+    assert picture.size == (2 * 256, 2 * 128)  # image beside its overlay
