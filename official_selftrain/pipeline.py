@@ -33,6 +33,12 @@ from official_selftrain.pseudo_labels import manifest as manifest_lib
 from official_selftrain.pseudo_labels import shard_files
 
 SUMMARY = 'summary.json'
+MIOU = 'mIoU'  # a segmentation arm's metric, in place of a detector's AP
+
+
+def primary_metric(metrics: Optional[Dict[str, Any]]) -> str:
+  """The metric arms are compared on: COCO AP, or mIoU for segmentation."""
+  return MIOU if metrics and MIOU in metrics else 'AP'
 
 
 @dataclasses.dataclass
@@ -167,7 +173,7 @@ def _final_metrics(
   ).last_recorded()
   return {
     k: metrics[k]
-    for k in ('AP', 'AP50', 'AP75', 'APs', 'APm', 'accuracy', 'step')
+    for k in ('AP', 'AP50', 'AP75', 'APs', 'APm', 'accuracy', MIOU, 'step')
     if k in metrics
   }
 
@@ -216,18 +222,20 @@ BASELINES = ('teacher', 'supervised_same_steps', 'supervised_total_steps')
 
 
 def student_gain(round_summary: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-  """Student AP minus the best baseline's, on the test split if there is one.
+  """Student AP (mIoU) minus the best baseline's, on the test split if there
+  is one (`student_minus_best_AP` / `student_minus_best_mIoU`).
 
   The baselines are the teacher, the control (the teacher trained on for
   the student's steps on human labels) and the supervised model trained from
   scratch for the teacher's and student's steps together.
   """
   split = 'test' if 'test' in (round_summary['student'] or {}) else 'val'
+  key = primary_metric(round_summary['student'])
 
   def ap(arm):
     metrics = round_summary.get(arm) or {}
     metrics = metrics.get('test', {}) if split == 'test' else metrics
-    return metrics.get('AP')
+    return metrics.get(key)
 
   baselines = {arm: ap(arm) for arm in BASELINES if ap(arm) is not None}
   if not baselines or ap('student') is None:
@@ -236,7 +244,7 @@ def student_gain(round_summary: Dict[str, Any]) -> Optional[Dict[str, Any]]:
   return {
     'split': split,
     'best_baseline': best,
-    'student_minus_best_AP': ap('student') - baselines[best],
+    f'student_minus_best_{key}': ap('student') - baselines[best],
   }
 
 
@@ -337,6 +345,20 @@ def _manifest_summary(manifest: Dict[str, Any]) -> Dict[str, Any]:
     'quality_at_read_threshold',
     'wall_seconds',
   )
+  if manifest.get('task') == 'segmentation':
+    keys = (
+      'teacher_step',
+      'scales',
+      'flip',
+      'pixel_threshold',
+      'images_read',
+      'images_written',
+      'images_skipped',
+      'ignored_pixel_fraction',
+      'class_histogram',
+      'pixel_accuracy',
+      'wall_seconds',
+    )
   return {k: manifest.get(k) for k in keys}
 
 
@@ -346,40 +368,64 @@ def _ap(metrics: Optional[Dict[str, float]], key: str) -> str:
   return f'{100 * metrics[key]:5.1f}'
 
 
+def _pseudo_label_line(pl: Dict[str, Any]) -> str:
+  """One line on a round's pseudo labels (boxes or label maps)."""
+  if 'pixel_accuracy' in pl:
+    accuracy = pl.get('pixel_accuracy')
+    return (
+      f'      pseudo labels: {pl.get("images_written")} maps, '
+      f'{100 * (pl.get("ignored_pixel_fraction") or 0):.1f}% pixels ignored '
+      f'(< {pl.get("pixel_threshold")}), scales {pl.get("scales")}'
+      + (
+        f', pixel accuracy {100 * accuracy:.1f}%'
+        if accuracy is not None
+        else ''
+      )
+    )
+  q = pl.get('quality_at_read_threshold') or {}
+  line = (
+    f'      pseudo labels: {pl.get("images_written")} images, '
+    f'{pl.get("boxes_per_image_at_read_threshold") or 0:.2f} '
+    f'boxes/image at {pl.get("read_threshold")}'
+  )
+  if q.get('available'):
+    line += (
+      f', precision {q["precision"]:.2f}, recall {q["recall"]:.2f} '
+      f'({q["true_objects_per_image"]:.2f} true objects/image)'
+    )
+  return line
+
+
 def format_table(rounds: List[Dict[str, Any]]) -> str:
-  """Teacher / control / student AP per round, and the student's gain."""
-  lines = [
-    'round | arm                     | val AP | AP50  | test AP | AP50  | step',
-    '------+-------------------------+--------+-------+---------+-------+-----',
-  ]
+  """Teacher / control / student AP (mIoU) per round, and the gain."""
+  key = primary_metric(rounds[0].get('student') if rounds else None)
+  second = 'AP50' if key == 'AP' else None  # segmentation: mIoU alone
+
+  def cells(metrics, split=None):
+    if split:  # the header
+      text = f'{split} {key}'.rjust(9)
+      return text + (f' | {second:>5s}' if second else '')
+    text = _ap(metrics, key).rjust(9)
+    return text + (f' | {_ap(metrics, second):>5s}' if second else '')
+
+  head = f'round | arm                     | {cells(None, "val")} | '
+  head += f'{cells(None, "test")} | step'
+  lines = [head, '-' * len(head)]
   for i, r in enumerate(rounds, 1):
     for arm, label in ARMS:
       m = r.get(arm)
       if m is None:
         continue
-      t = m.get('test')
       lines.append(
-        f'{i:5d} | {label:23s} |  {_ap(m, "AP")} | {_ap(m, "AP50")} |'
-        f'   {_ap(t, "AP")} | {_ap(t, "AP50")} | {m.get("step", "-")}'
+        f'{i:5d} | {label:23s} | {cells(m)} | {cells(m.get("test"))} | '
+        f'{m.get("step", "-")}'
       )
     gain = r.get('gain')
     if gain:
       lines.append(
         '      student - best supervised = '
-        f'{100 * gain["student_minus_best_AP"]:+.1f} AP ({gain["split"]}; '
-        f'best: {gain["best_baseline"]})'
+        f'{100 * gain[f"student_minus_best_{key}"]:+.1f} {key} '
+        f'({gain["split"]}; best: {gain["best_baseline"]})'
       )
-    pl = r['pseudo_labels']
-    q = pl.get('quality_at_read_threshold') or {}
-    line = (
-      f'      pseudo labels: {pl.get("images_written")} images, '
-      f'{pl.get("boxes_per_image_at_read_threshold") or 0:.2f} '
-      f'boxes/image at {pl.get("read_threshold")}'
-    )
-    if q.get('available'):
-      line += (
-        f', precision {q["precision"]:.2f}, recall {q["recall"]:.2f} '
-        f'({q["true_objects_per_image"]:.2f} true objects/image)'
-      )
-    lines.append(line)
+    lines.append(_pseudo_label_line(r['pseudo_labels']))
   return '\n'.join(lines)

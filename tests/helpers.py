@@ -16,6 +16,9 @@ from official_selftrain.pseudo_labels import schema
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_GIN = os.path.join(REPO, 'tests', 'testdata', 'tiny.gin')
 TINY_SEG_GIN = os.path.join(REPO, 'tests', 'testdata', 'tiny_seg.gin')
+TINY_SEG_SELFTRAIN_GIN = os.path.join(
+  REPO, 'tests', 'testdata', 'tiny_seg_selftrain.gin'
+)
 TINY_SPEC = shapes.SceneSpec(image_size=64, max_objects=3)
 # With TINY_GIN: a classifier on the tiny detector's backbone, on a tiny
 # Shapes-Cls.

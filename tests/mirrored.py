@@ -75,6 +75,29 @@ def train(
   return [w.numpy() for w in model.weights], history
 
 
+def human_pseudo_replicas(features, labels, human: int, pseudo: int):
+  """make_inputs for `train`: each replica reads [its human part | its pseudo
+  part] of a one-device [human | pseudo] batch, as the combination reader
+  does per replica; together they are the one-device batch."""
+
+  def make_inputs(strategy):
+    def replica(ctx):
+      r, n = ctx.replica_id_in_sync_group, ctx.num_replicas_in_sync
+      h, p = human // n, pseudo // n
+
+      def take(t):
+        return tf.concat(
+          [t[r * h : (r + 1) * h], t[human + r * p : human + (r + 1) * p]],
+          axis=0,
+        )
+
+      return tf.nest.map_structure(take, (features, labels))
+
+    return strategy.experimental_distribute_values_from_function(replica)
+
+  return make_inputs
+
+
 def max_diff(a, b):
   """Largest difference over float weights (step counters excluded)."""
   return max(

@@ -11,6 +11,7 @@ import shutil
 import sys
 
 from helpers import REPO
+from helpers import TINY_SEG_SELFTRAIN_GIN
 from helpers import run_train
 from helpers import sigkill_when
 import pytest
@@ -184,3 +185,34 @@ def test_two_rounds_the_student_teaches_the_next_round(data_dir, tmp_path):
   # Pseudo-label statistics at the threshold the student reads them with.
   for done in summary['rounds']:
     assert done['pseudo_labels']['read_threshold'] == 0.3
+
+
+def test_segmentation_runs_through_the_same_pipeline(data_dir, tmp_path):
+  model_dir = str(tmp_path / 'seg')
+  result = run_train(
+    [f'--gin_file={TINY_SEG_SELFTRAIN_GIN}', f'--model_dir={model_dir}'],
+    data_dir,
+  )
+  assert result.returncode == 0, result.stderr[-3000:]
+  summary = _summary(model_dir)
+  for arm in ('teacher', 'student', 'supervised_same_steps'):
+    assert set(summary[arm]) >= {'mIoU', 'step'}, arm
+    assert 0.0 <= summary[arm]['test']['mIoU'] <= 1.0, arm
+  gain = summary['gain']
+  assert gain['split'] == 'test'
+  best = max(
+    summary[a]['test']['mIoU'] for a in ('teacher', 'supervised_same_steps')
+  )
+  assert gain['student_minus_best_mIoU'] == pytest.approx(
+    summary['student']['test']['mIoU'] - best
+  )
+  labels = summary['pseudo_labels']
+  assert labels['images_written'] == 12 and labels['scales'] == [0.75, 1.0]
+  assert 0.0 <= labels['ignored_pixel_fraction'] <= 1.0
+  assert 0.0 <= labels['pixel_accuracy'] <= 1.0
+  assert 'test mIoU' in result.stdout
+  with open(os.path.join(model_dir, 'round1', 'student', 'params.yaml')) as f:
+    task = yaml.safe_load(f)['task']
+  assert task['train_data']['pseudo_label_data']['input_path'].endswith(
+    'pseudo-*.tfrecord'
+  )

@@ -149,12 +149,17 @@ def segmentation_model(
 
 
 def _data(pattern, training: bool, batch: int, size: int, **kwargs):
+  # Model Garden's default mean / stddev are tuples, which params.yaml would
+  # write with a Python-only tag; lists keep it readable by yaml.safe_load.
+  feature = seg_cfg.DenseFeatureConfig()
+  feature.mean, feature.stddev = list(feature.mean), list(feature.stddev)
   return SegmentationDataConfig(
     input_path=pattern,
     is_training=training,
     global_batch_size=batch,
     output_size=[size, size],
     drop_remainder=training,
+    image_feature=feature,
     **kwargs,
   )
 

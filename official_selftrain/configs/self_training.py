@@ -7,6 +7,8 @@ EMA decay, Loss Normalization on/off, and where it starts from.
 """
 
 import dataclasses
+from typing import Any
+from typing import Callable
 from typing import Optional
 
 import gin
@@ -15,6 +17,7 @@ from official.vision.dataloaders import input_reader
 
 from official_selftrain.configs import detection as detection_cfg
 from official_selftrain.configs import experiment as experiment_lib
+from official_selftrain.configs import segmentation as segmentation_cfg
 from official_selftrain.losses import loss_normalization as ln
 
 
@@ -50,6 +53,51 @@ class SelfTrainingTaskConfig(detection_cfg.DetectionTaskConfig):
   alpha: float = 1.0
   ema_decay: float = ln.EMA_DECAY
   loss_normalization: bool = True
+
+
+@dataclasses.dataclass
+class SegmentationStudentDataConfig(segmentation_cfg.SegmentationDataConfig):
+  """Train data: human label maps plus the pseudo-labelled set."""
+
+  pseudo_label_data: common.PseudoLabelDataConfig = dataclasses.field(
+    default_factory=common.PseudoLabelDataConfig
+  )
+
+
+@dataclasses.dataclass
+class SegmentationStudentTaskConfig(segmentation_cfg.SegmentationTaskConfig):
+  """The segmentation student's task.
+
+  Attributes:
+    train_data: human + pseudo-labelled data (data_ratio 1.0 = half and half).
+    pseudo_score_threshold: the pseudo labels' per-pixel threshold (pixels
+      the teacher was less sure of are 255, ignored); applied at export.
+    alpha: weight of the pseudo loss, a.
+    ema_decay: decay of the loss EMAs (0.9997).
+    loss_normalization: Loss Normalization (True) or the plain L_h + a * L_p.
+  """
+
+  train_data: SegmentationStudentDataConfig = dataclasses.field(
+    default_factory=lambda: SegmentationStudentDataConfig(is_training=True)
+  )
+  pseudo_score_threshold: float = 0.5
+  alpha: float = 1.0
+  ema_decay: float = ln.EMA_DECAY
+  loss_normalization: bool = True
+
+
+def supervised_task_config(task) -> Any:
+  """The supervised task within any task's settings (a student's included):
+  its own type for a supervised one, the student's supervised base else."""
+  if isinstance(task, SegmentationStudentTaskConfig):
+    config = segmentation_cfg.SegmentationTaskConfig()
+    config.override(
+      detection_cfg.fields_of(config, task.as_dict()), is_strict=True
+    )
+    return config
+  if isinstance(task, segmentation_cfg.SegmentationTaskConfig):
+    return task
+  return detection_cfg.supervised_task_config(task.as_dict())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,6 +156,9 @@ class BatchSplit:
 @gin.configurable
 def self_training_experiment(
   pseudo_label_pattern: str = gin.REQUIRED,
+  supervised: Callable[..., experiment_lib.Experiment] = (
+    detection_cfg.detection_experiment
+  ),
   teacher_dir: Optional[str] = None,
   init_from_teacher: bool = True,
   train_steps: int = gin.REQUIRED,
@@ -125,6 +176,9 @@ def self_training_experiment(
 
   Args:
     pseudo_label_pattern: glob of the pseudo-label TFRecords.
+    supervised: the teacher's experiment builder, whose bindings the student
+      shares (`@detection_experiment`, or `@segmentation_experiment` for a
+      segmentation student; no parentheses).
     teacher_dir: the teacher's model_dir (the student starts from its latest
       checkpoint when init_from_teacher).
     init_from_teacher: start from the teacher (the paper's default) or from
@@ -134,10 +188,12 @@ def self_training_experiment(
       `detection_experiment.train_batch_size` binding, the teacher's batch).
     pseudo_ratio: pseudo-labelled images per human one (1.0: half and half, as
       COCO's 256 + 256).
-    pseudo_score_threshold: read-time threshold on teacher scores (0.5).
+    pseudo_score_threshold: read-time threshold on teacher scores (0.5); for
+      segmentation the per-pixel threshold of the export.
     pseudo_ignore_floor: boxes scored in [floor, threshold) become ignore
       regions instead of background (beyond the paper; None: off). Must not
       be below the export floor the pseudo labels were written with.
+      Detection only, as `pseudo_background_weight`.
     alpha: weight of the pseudo loss (the paper searched 0.25..4).
     ema_decay: decay of the loss EMAs (0.9997).
     loss_normalization: Loss Normalization, or the plain L_h + a * L_p.
@@ -147,7 +203,8 @@ def self_training_experiment(
       than the teacher's is Noisy Student's noised student.
 
   Returns:
-    An Experiment whose task is a `SelfTrainingTaskConfig`.
+    An Experiment whose task is a `SelfTrainingTaskConfig` (detection) or a
+    `SegmentationStudentTaskConfig`.
   """
   overrides = {'train_steps': train_steps}
   if policy is not None:
@@ -158,9 +215,16 @@ def self_training_experiment(
         'self_training_experiment.init_from_teacher needs teacher_dir.'
       )
     overrides.update(init=teacher_dir, init_checkpoint_modules='all')
-  base = detection_cfg.detection_experiment(**overrides)
+  base = supervised(**overrides)
   config = base.config
-  task = SelfTrainingTaskConfig()
+  segmentation = isinstance(
+    config.task, segmentation_cfg.SegmentationTaskConfig
+  )
+  task = (
+    SegmentationStudentTaskConfig()
+    if segmentation
+    else SelfTrainingTaskConfig()
+  )
   task.override(config.task.as_dict(), is_strict=True)
   task.train_data.pseudo_label_data = common.PseudoLabelDataConfig(
     input_path=pseudo_label_pattern,
@@ -172,19 +236,25 @@ def self_training_experiment(
   )
   split.apply_to(task.train_data)
   task.pseudo_score_threshold = pseudo_score_threshold
-  task.pseudo_ignore_floor = pseudo_ignore_floor
-  if not 0.0 <= pseudo_background_weight <= 1.0:
-    raise ValueError(
-      'self_training_experiment.pseudo_background_weight must be in [0, 1], '
-      f'got {pseudo_background_weight}.'
-    )
-  task.pseudo_background_weight = pseudo_background_weight
+  if not segmentation:
+    _set_box_options(task, pseudo_ignore_floor, pseudo_background_weight)
   task.alpha = alpha
   task.ema_decay = ema_decay
   task.loss_normalization = loss_normalization
   config.task = task
   config.validate()
   return base.replace(config=config)
+
+
+def _set_box_options(task, ignore_floor, background_weight) -> None:
+  """The detection student's options on pseudo boxes below the threshold."""
+  task.pseudo_ignore_floor = ignore_floor
+  if not 0.0 <= background_weight <= 1.0:
+    raise ValueError(
+      'self_training_experiment.pseudo_background_weight must be in [0, 1], '
+      f'got {background_weight}.'
+    )
+  task.pseudo_background_weight = background_weight
 
 
 def supervised_control(
@@ -204,7 +274,7 @@ def supervised_control(
   """
   config = student.config.replace()
   human = BatchSplit.of(config.task.train_data).human
-  config.task = detection_cfg.supervised_task_config(config.task.as_dict())
+  config.task = supervised_task_config(config.task)
   config.task.train_data.global_batch_size = human
   config.validate()
   return student.replace(config=config)

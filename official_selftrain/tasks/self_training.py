@@ -30,9 +30,42 @@ def split_batch(tree, human: int) -> Tuple[Any, Any]:
   return first, second
 
 
-@task_factory.register_task_cls(st_cfg.SelfTrainingTaskConfig)
-class SelfTrainingTask(detection.DetectionTask):
-  """The student of self-training (a teacher is any DetectionTask model)."""
+# The student's training logs (with joint training, also 'joint_loss').
+STUDENT_METRICS = (
+  'total_loss',
+  'model_loss',
+  'human_loss',
+  'pseudo_loss',
+  'human_loss_ema',
+  'pseudo_loss_ema',
+)
+
+
+def global_losses(losses):
+  """The global-batch values of per-replica losses (each replica holds its
+  share times the replica count): their mean over replicas, no gradient."""
+  values = [tf.stop_gradient(loss) for loss in losses]
+  context = tf.distribute.get_replica_context()
+  if context.num_replicas_in_sync > 1:
+    values = [
+      context.all_reduce(tf.distribute.ReduceOp.MEAN, v) for v in values
+    ]
+  return values
+
+
+def update_metrics(metrics, values, logs):
+  """Updates the metrics named in `values`; adds their results to `logs`."""
+  for metric in metrics or []:
+    if metric.name in values:
+      metric.update_state(values[metric.name])
+      logs[metric.name] = metric.result()
+  return logs
+
+
+class LossNormalizedStudent:
+  """What every student task shares (detection, segmentation): the batch
+  split, the loss EMAs tracked by the model, Loss Normalization, its logs.
+  Mixed in before the supervised task class."""
 
   def batch_split(self) -> st_cfg.BatchSplit:
     """The global [human | pseudo] split of the combined train batch."""
@@ -54,6 +87,48 @@ class SelfTrainingTask(detection.DetectionTask):
     model.loss_ema_pseudo = variable('loss_ema_pseudo', tf.float32)
     model.loss_ema_count = variable('loss_ema_count', tf.int64)
     return model
+
+  def student_metrics(self, extra=()) -> List[Any]:
+    return [
+      tf_keras.metrics.Mean(name, dtype=tf.float32)
+      for name in (*STUDENT_METRICS, *extra)
+    ]
+
+  def student_loss(self, model, human_loss, pseudo_loss, global_values):
+    """Updates the loss EMAs; returns L (Loss Normalization, or the plain sum
+    when it is off) and the logs of this step's halves and EMAs."""
+    params = self.task_config
+    human_ema = ln.ema_update(
+      model.loss_ema_human,
+      model.loss_ema_count,
+      global_values[0],
+      params.ema_decay,
+    )
+    pseudo_ema = ln.ema_update(
+      model.loss_ema_pseudo,
+      model.loss_ema_count,
+      global_values[1],
+      params.ema_decay,
+    )
+    model.loss_ema_count.assign_add(1)
+    if params.loss_normalization:
+      loss = ln.loss_normalization(
+        human_loss, pseudo_loss, human_ema, pseudo_ema, params.alpha
+      )
+    else:
+      loss = ln.plain_sum(human_loss, pseudo_loss, params.alpha)
+    return loss, {
+      'model_loss': loss,
+      'human_loss': global_values[0],
+      'pseudo_loss': global_values[1],
+      'human_loss_ema': human_ema,
+      'pseudo_loss_ema': pseudo_ema,
+    }
+
+
+@task_factory.register_task_cls(st_cfg.SelfTrainingTaskConfig)
+class SelfTrainingTask(LossNormalizedStudent, detection.DetectionTask):
+  """The student of self-training (a teacher is any DetectionTask model)."""
 
   def build_decoder(self, params):
     """Training reads pseudo labels too: the read-time threshold decoder."""
@@ -77,17 +152,8 @@ class SelfTrainingTask(detection.DetectionTask):
   def build_metrics(self, training: bool = True) -> List[Any]:
     if not training:
       return super().build_metrics(training)
-    names = [
-      'total_loss',
-      'model_loss',
-      'human_loss',
-      'pseudo_loss',
-      'human_loss_ema',
-      'pseudo_loss_ema',
-    ]
-    if self.task_config.joint_weight:
-      names.append('joint_loss')
-    return [tf_keras.metrics.Mean(name, dtype=tf.float32) for name in names]
+    joint = ('joint_loss',) if self.task_config.joint_weight else ()
+    return self.student_metrics(joint)
 
   def _half_losses(self, outputs, labels):
     """L_h and L_p on this replica's [human | pseudo] batch, and their
@@ -106,40 +172,7 @@ class SelfTrainingTask(detection.DetectionTask):
         background_weight=self.task_config.pseudo_background_weight,
       )[0],
     )
-    # Each replica holds its share (times the replica count); the mean over
-    # replicas is the loss of the global batch.
-    global_losses = [tf.stop_gradient(loss) for loss in losses]
-    if num_replicas > 1:
-      global_losses = [
-        context.all_reduce(tf.distribute.ReduceOp.MEAN, loss)
-        for loss in global_losses
-      ]
-    return losses, global_losses
-
-  def student_loss(self, model, human_loss, pseudo_loss, global_losses):
-    """Updates the loss EMAs; returns (L, Lbar_h, Lbar_p): Loss Normalization,
-    or the plain sum when it is off."""
-    params = self.task_config
-    human_ema = ln.ema_update(
-      model.loss_ema_human,
-      model.loss_ema_count,
-      global_losses[0],
-      params.ema_decay,
-    )
-    pseudo_ema = ln.ema_update(
-      model.loss_ema_pseudo,
-      model.loss_ema_count,
-      global_losses[1],
-      params.ema_decay,
-    )
-    model.loss_ema_count.assign_add(1)
-    if params.loss_normalization:
-      loss = ln.loss_normalization(
-        human_loss, pseudo_loss, human_ema, pseudo_ema, params.alpha
-      )
-    else:
-      loss = ln.plain_sum(human_loss, pseudo_loss, params.alpha)
-    return loss, human_ema, pseudo_ema
+    return losses, global_losses(losses)
 
   def train_step(
     self,
@@ -159,7 +192,7 @@ class SelfTrainingTask(detection.DetectionTask):
       (human_loss, pseudo_loss), global_losses = self._half_losses(
         outputs, labels
       )
-      model_loss, human_ema, pseudo_ema = self.student_loss(
+      model_loss, values = self.student_loss(
         model, human_loss, pseudo_loss, global_losses
       )
       total_loss = model_loss
@@ -174,18 +207,5 @@ class SelfTrainingTask(detection.DetectionTask):
         total_loss, optimizer, num_replicas
       )
     detection.apply_gradients(tape, scaled, model, optimizer)
-    values = {
-      'total_loss': total_loss,
-      'model_loss': model_loss,
-      'human_loss': global_losses[0],
-      'pseudo_loss': global_losses[1],
-      'human_loss_ema': human_ema,
-      'pseudo_loss_ema': pseudo_ema,
-      'joint_loss': joint_loss,
-    }
-    logs = {self.loss: total_loss}
-    for metric in metrics or []:
-      if metric.name in values:
-        metric.update_state(values[metric.name])
-        logs[metric.name] = metric.result()
-    return logs
+    values.update(total_loss=total_loss, joint_loss=joint_loss)
+    return update_metrics(metrics, values, {self.loss: total_loss})

@@ -52,22 +52,9 @@ def compare(data_dir):
     del strategy
     return features, labels
 
-  def per_replica_batches(strategy):
-    # Each replica reads [its human part | its pseudo part], as the reader
-    # does per replica; together they are the one-device batch.
-    def replica(ctx):
-      r, n = ctx.replica_id_in_sync_group, ctx.num_replicas_in_sync
-      h, p = human // n, pseudo_count // n
-
-      def take(t):
-        return tf.concat(
-          [t[r * h : (r + 1) * h], t[human + r * p : human + (r + 1) * p]],
-          axis=0,
-        )
-
-      return tf.nest.map_structure(take, (features, labels))
-
-    return strategy.experimental_distribute_values_from_function(replica)
+  per_replica_batches = mirrored.human_pseudo_replicas(
+    features, labels, human, pseudo_count
+  )
 
   keys = (
     task.loss,
