@@ -130,6 +130,10 @@ def plot_curves(records: List[Dict[str, Any]], path: str) -> None:
   plt.close(fig)
 
 
+# The paper's inits in its order (PAPER.md, Initialisation checkpoints).
+INIT_ORDER = ('rand_init', 'imagenet', 'imagenet_plus_plus', 'simclr')
+
+
 def plot_inits(records: List[Dict[str, Any]], path: str) -> None:
   """The paper's Figure 1 in miniature: per policy, the best AP (test split,
   point chosen on val) of each init at each label fraction."""
@@ -137,7 +141,11 @@ def plot_inits(records: List[Dict[str, Any]], path: str) -> None:
   best = best_points(records)
   by_curve = {r['curve']: r for r in records}
   policies = sorted({r['policy'] or 'default' for r in records})
-  inits = sorted({r.get('init') or 'rand_init' for r in records})
+  known = list(INIT_ORDER)
+  inits = sorted(
+    {r.get('init') or 'rand_init' for r in records},
+    key=lambda i: (known.index(i) if i in known else len(known), i),
+  )
   fig, axes = plt.subplots(
     1, len(policies), figsize=(4.5 * len(policies), 3.6), squeeze=False
   )
@@ -165,13 +173,15 @@ def plot_inits(records: List[Dict[str, Any]], path: str) -> None:
       xs = [
         i + (k - (len(inits) - 1) / 2) * width for i in range(len(fractions))
       ]
-      ax.bar(xs, heights, width, label=init)
+      bars = ax.bar(xs, heights, width, label=init)
+      ax.bar_label(bars, fmt='%.1f', fontsize=7, padding=1)
     ax.set_xticks(range(len(fractions)), [f'{f:.0%}' for f in fractions])
     ax.set_xlabel('labelled fraction')
     ax.set_ylabel('AP (test; steps chosen on val)')
     ax.set_title(f'Augment-{policy}' if policy != 'default' else 'supervised')
     ax.grid(alpha=0.3, axis='y')
-    ax.legend(fontsize=8)
+    ax.margins(y=0.12)
+    ax.legend(fontsize=8, loc='lower center', ncols=len(inits))
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
