@@ -33,16 +33,8 @@ def image_format(encoded: bytes) -> Optional[str]:
   return None
 
 
-def pseudo_label_example(
-  source_id: bytes,
-  encoded: bytes,
-  height: int,
-  width: int,
-  boxes: np.ndarray,
-  classes: np.ndarray,
-  scores: np.ndarray,
-) -> tf.train.Example:
-  """One pseudo-labelled image in Model Garden's detection schema + scores."""
+def _image_builder(source_id, encoded, height, width):
+  """A builder holding the pool image's original bytes and metadata."""
   builder = tf_example_builder.TfExampleBuilder()
   builder.add_encoded_image_feature(
     encoded,
@@ -53,6 +45,20 @@ def pseudo_label_example(
     num_channels=3,
     image_source_id=source_id,
   )
+  return builder
+
+
+def pseudo_label_example(
+  source_id: bytes,
+  encoded: bytes,
+  height: int,
+  width: int,
+  boxes: np.ndarray,
+  classes: np.ndarray,
+  scores: np.ndarray,
+) -> tf.train.Example:
+  """One pseudo-labelled image in Model Garden's detection schema + scores."""
+  builder = _image_builder(source_id, encoded, height, width)
   builder.add_boxes_feature(
     xmins=boxes[:, 1].tolist(),
     xmaxs=boxes[:, 3].tolist(),
@@ -78,15 +84,7 @@ def segmentation_pseudo_label_example(
 ) -> tf.train.Example:
   """One pseudo-labelled image in Model Garden's segmentation schema: the
   [H, W] uint8 class map (255: ignored) PNG-encoded beside the image."""
-  builder = tf_example_builder.TfExampleBuilder()
-  builder.add_encoded_image_feature(
-    encoded,
-    image_format=image_format(encoded),
-    height=height,
-    width=width,
-    num_channels=3,
-    image_source_id=source_id,
-  )
+  builder = _image_builder(source_id, encoded, height, width)
   builder.add_semantic_mask_matrix_feature(label_map[..., None])
   return builder.example
 

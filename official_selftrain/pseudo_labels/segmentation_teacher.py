@@ -56,17 +56,6 @@ def _build(model_config, size: List[int]) -> tf_keras.Model:
   )
 
 
-def _restore(model: tf_keras.Model, checkpoint: str) -> int:
-  status = tf.train.Checkpoint(**model.checkpoint_items).read(checkpoint)
-  status.expect_partial().assert_existing_objects_matched()
-  status.assert_nontrivial_match()
-  return int(
-    tf.train.load_checkpoint(checkpoint).get_tensor(
-      'global_step/.ATTRIBUTES/VARIABLE_VALUE'
-    )
-  )
-
-
 class SegmentationTeacher:
   """Restores a segmentation model from a model_dir and labels images.
 
@@ -111,7 +100,7 @@ class SegmentationTeacher:
     self._models = {}
     for size in {tuple(v) for v in self._sizes.values()}:
       self._models[size] = _build(model_config, list(size))
-      self.step = _restore(self._models[size], self.checkpoint)
+      self.step = teacher_lib.restore(self._models[size], self.checkpoint)
     logging.info(
       'Segmentation teacher: %s (step %d), input %s, scales %s, flip %s',
       self.checkpoint,

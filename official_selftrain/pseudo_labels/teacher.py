@@ -110,7 +110,7 @@ def _build_model(
   )
 
 
-def _restore(model: tf_keras.Model, checkpoint: str) -> int:
+def restore(model: tf_keras.Model, checkpoint: str) -> int:
   """Restores `model` from `checkpoint`; returns the checkpoint's step."""
   # The trainer saves the model's modules at the checkpoint's root too.
   status = tf.train.Checkpoint(**model.checkpoint_items).read(checkpoint)
@@ -184,7 +184,7 @@ class Teacher:
     )
     self._keep_aspect_ratio = parser.keep_aspect_ratio
     self.model = _build_model(model_config, self.padded_size)
-    self.step = _restore(self.model, self.checkpoint)
+    self.step = restore(self.model, self.checkpoint)
     self._anchors = _anchors(model_config, self.padded_size)
     logging.info(
       'Teacher: %s (step %d), input %s',
