@@ -9,6 +9,8 @@ import functools
 import os
 import sys
 from typing import Callable
+from typing import List
+from typing import Optional
 
 from absl import app
 from absl import flags
@@ -58,6 +60,21 @@ def parse_gin_flags(default_files=(), extra_params=()) -> None:
     FLAGS.gin_file or list(default_files),
     list(FLAGS.gin_param) + list(extra_params),
   )
+
+
+# Every experiment kind's seed binding: one `--seed` seeds each stage.
+SEEDED_EXPERIMENTS = (
+  'detection_experiment',
+  'segmentation_experiment',
+  'classification_experiment',
+)
+
+
+def seed_bindings(seed: Optional[int]) -> List[str]:
+  """The gin bindings that give every experiment kind `seed` (none if None)."""
+  if seed is None:
+    return []
+  return [f'{job}.seed = {seed}' for job in SEEDED_EXPERIMENTS]
 
 
 def build_job():

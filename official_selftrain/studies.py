@@ -213,9 +213,11 @@ def curve_best(curves: Dict[str, Any], curve: str, max_steps: int):
 
 
 def seed_record(summary, curves=None, curve=None) -> Dict[str, Any]:
-  """Test AP per arm and the student's gain over the best baseline."""
+  """Test AP (mIoU for segmentation) per arm and the student's gain over the
+  best baseline."""
+  metric = pipeline_lib.primary_metric(summary.get('student'))
   arms = {
-    arm: (summary.get(arm) or {}).get('test', {}).get('AP')
+    arm: (summary.get(arm) or {}).get('test', {}).get(metric)
     for arm, _ in pipeline_lib.ARMS
   }
   if curves is not None:
@@ -224,7 +226,11 @@ def seed_record(summary, curves=None, curve=None) -> Dict[str, Any]:
   baselines = {
     k: v for k, v in arms.items() if k != 'student' and v is not None
   }
-  record = {'test_AP': arms, 'total_steps': summary['total_steps']}
+  record = {
+    'metric': metric,
+    'test': arms,
+    'total_steps': summary['total_steps'],
+  }
   if baselines and arms['student'] is not None:
     best_arm = max(baselines, key=baselines.get)
     record['best_baseline'] = best_arm
@@ -248,12 +254,16 @@ def spread(values: List[float]) -> Optional[Dict[str, float]]:
 
 def aggregate(records: Dict[int, Dict[str, Any]]) -> Dict[str, Any]:
   """The study: per arm and for the gain, spread over seeds."""
-  arms = sorted({a for r in records.values() for a in r['test_AP']})
+  arms = sorted({a for r in records.values() for a in r['test']})
+  metrics = {r.get('metric', 'AP') for r in records.values()}
+  if len(metrics) > 1:
+    raise ValueError(f'seeds measured in different metrics: {sorted(metrics)}')
   gains = [r.get('gain') for r in records.values()]
   return {
+    'metric': metrics.pop() if metrics else 'AP',
     'seeds': {str(s): r for s, r in records.items()},
-    'test_AP': {
-      arm: spread([r['test_AP'].get(arm) for r in records.values()])
+    'test': {
+      arm: spread([r['test'].get(arm) for r in records.values()])
       for arm in arms
     },
     'gain': spread(gains),
@@ -263,30 +273,31 @@ def aggregate(records: Dict[int, Dict[str, Any]]) -> Dict[str, Any]:
 
 
 def plot_study(study: Dict[str, Any], path: str) -> None:
-  """Test AP per arm: mean bar, seed-to-seed spread, one dot per seed."""
+  """Test metric per arm: mean bar, seed-to-seed spread, one dot per seed."""
   plt = _pyplot()
-  arms = [a for a, s in study['test_AP'].items() if s is not None]
+  metric = study.get('metric', 'AP')
+  arms = [a for a, s in study['test'].items() if s is not None]
   fig, ax = plt.subplots(figsize=(1.4 * len(arms) + 2, 3.6))
   for i, arm in enumerate(arms):
-    stats = study['test_AP'][arm]
+    stats = study['test'][arm]
     ax.bar(
       i, 100 * stats['mean'], yerr=100 * stats['std'], capsize=4, alpha=0.6
     )
-    dots = [r['test_AP'].get(arm) for r in study['seeds'].values()]
+    dots = [r['test'].get(arm) for r in study['seeds'].values()]
     dots = [100 * d for d in dots if d is not None]
     ax.plot([i] * len(dots), dots, 'k.', markersize=6)
   ax.set_xticks(
     range(len(arms)), [a.replace('_', '\n') for a in arms], fontsize=8
   )
-  ax.set_ylabel('test AP (mean, std, seeds)')
+  ax.set_ylabel(f'test {metric} (mean, std, seeds)')
   gain = study['gain']
   if gain:
     ax.set_title(
       f'student - best supervised: {100 * gain["mean"]:+.1f} '
-      f'(std {100 * gain["std"]:.1f}, min {100 * gain["min"]:+.1f}) AP',
+      f'(std {100 * gain["std"]:.1f}, min {100 * gain["min"]:+.1f}) {metric}',
       fontsize=9,
     )
-  low = min(100 * study['test_AP'][a]['min'] for a in arms)
+  low = min(100 * study['test'][a]['min'] for a in arms)
   ax.set_ylim(max(0.0, low - 5), None)
   fig.tight_layout()
   fig.savefig(path, dpi=110)

@@ -53,19 +53,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  seed = (
-    []
-    if FLAGS.seed is None
-    else [
-      f'{job}.seed = {FLAGS.seed}'
-      for job in (
-        'detection_experiment',
-        'segmentation_experiment',
-        'classification_experiment',
-      )
-    ]
-  )
-  cli.parse_gin_flags(extra_params=seed)
+  cli.parse_gin_flags(extra_params=cli.seed_bindings(FLAGS.seed))
   job = cli.build_job()
   for config in job.configs().values():  # what --strategy will run
     config.runtime.distribution_strategy = FLAGS.strategy

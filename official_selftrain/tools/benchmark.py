@@ -38,6 +38,18 @@ r"""Side-by-side speed measurements, written as JSON (ratios are what count).
     TFRecords and the manifest);
 and reports images/s of each and export / inference (target >= 0.9).
 Each timed pass follows an untimed warm-up pass over a few batches.
+
+`seg_labeller`: a segmentation teacher (`--teacher_dir`) labels the pool of a
+  segmentation self-training gin file (default `shapes_seg_selftrain.gin`,
+  `--num_images` of it) through the exporter end to end, single-scale (1.0,
+  no flip) and multi-scale (the paper's six scales, `--flip` to add flips),
+  in alternating passes; reports images/s of each, their ratio, and each
+  one's pseudo-label quality from its manifest (pixel accuracy against the
+  pool's held-aside maps over the pixels it labels, and the ignored fraction).
+
+  python -m official_selftrain.tools.benchmark --what=seg_labeller \
+      --teacher_dir=runs/seg_st/teacher --num_images=500 --repeats=2 \
+      --output=docs/benchmark_seg_labeller.json
 """
 
 import json
@@ -67,12 +79,19 @@ from official_selftrain.data import pools
 from official_selftrain.data import shapes
 from official_selftrain.ops import augment_policies
 from official_selftrain.pseudo_labels import export
+from official_selftrain.pseudo_labels import segmentation_teacher
 from official_selftrain.pseudo_labels import shard_writer
 from official_selftrain.pseudo_labels import teacher as teacher_lib
 from official_selftrain.tasks import detection
 
 flags.DEFINE_enum(
-  'what', 'export', ['export', 'augment', 'train'], 'What to measure.'
+  'what',
+  'export',
+  ['export', 'augment', 'train', 'seg_labeller'],
+  'What to measure.',
+)
+flags.DEFINE_bool(
+  'flip', False, 'Multi-scale also flips (--what=seg_labeller).'
 )
 flags.DEFINE_integer('steps', 50, 'Train steps per timed pass (--what=train).')
 flags.DEFINE_integer('image_size', 640, 'Scene size for --what=augment.')
@@ -165,6 +184,78 @@ def benchmark_export(teacher_dir, num_images, batch_size, repeats):
       'images_per_second': rates,
       'export_over_inference': rates['export'] / rates['inference'],
       'inference_over_forward': rates['inference'] / rates['forward'],
+      'cpu_count': os.cpu_count(),
+    }
+  finally:
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def _seg_labellers(teacher_dir, flip, threshold):
+  """{'single_scale', 'multi_scale'}: restored segmentation teachers."""
+  return {
+    'single_scale': segmentation_teacher.SegmentationTeacher(
+      teacher_dir, scales=(1.0,), threshold=threshold
+    ),
+    'multi_scale': segmentation_teacher.SegmentationTeacher(
+      teacher_dir,
+      scales=segmentation_teacher.PAPER_SCALES,
+      flip=flip,
+      threshold=threshold,
+    ),
+  }
+
+
+def benchmark_seg_labeller(
+  teacher_dir, pool, batch_size, repeats, flip, threshold=0.5
+):
+  """Exporter images/s and pseudo-label quality, single- vs multi-scale."""
+  work = tempfile.mkdtemp(prefix='benchmark_seg_labeller_')
+  try:
+    labellers = _seg_labellers(teacher_dir, flip, threshold)
+    manifests = {}
+
+    def run(name):
+      out_dir = os.path.join(work, name)
+      shutil.rmtree(out_dir, ignore_errors=True)
+      manifests[name] = export.export_pseudo_labels(
+        teacher_dir=teacher_dir,
+        pool=pool,
+        output_dir=out_dir,
+        num_shards=1,
+        batch_size=batch_size,
+        teacher=labellers[name],
+      )
+
+    for name in labellers:
+      run(name)  # warm-up: traces each scale's model, fills file caches
+    # Alternating passes; the `ours` slot is the multi-scale labeller.
+    wall, cpu = _alternating_pairs(run, 'multi_scale', 'single_scale', repeats)
+    images = manifests['single_scale']['images_written']
+    quality = {
+      name: {
+        k: manifests[name][k]
+        for k in ('pixel_accuracy', 'ignored_pixel_fraction', 'pixels_compared')
+      }
+      for name in labellers
+    }
+    return {
+      'what': 'seg_labeller',
+      'teacher_dir': teacher_dir,
+      'num_images': images,
+      'batch_size': batch_size,
+      'repeats': repeats,
+      'multi_scale': {
+        'scales': list(segmentation_teacher.PAPER_SCALES),
+        'flip': flip,
+      },
+      'images_per_second': {
+        'single_scale': images / statistics.median(wall['model_garden']),
+        'multi_scale': images / statistics.median(wall['ours']),
+      },
+      # Speed of multi-scale over single-scale, per pair (wall and CPU).
+      'multi_over_single_speed': statistics.median(_ratios(wall)),
+      'cpu_multi_over_single_speed': statistics.median(_ratios(cpu)),
+      'quality': quality,
       'cpu_count': os.cpu_count(),
     }
   finally:
@@ -350,6 +441,21 @@ def main(argv):
     result['gin_files'] = FLAGS.gin_file or ['shapes_s1.gin']
     result['gin_params'] = list(FLAGS.gin_param)
     result['cpu_count'] = os.cpu_count()
+  elif FLAGS.what == 'seg_labeller':
+    cli.parse_gin_flags(
+      default_files=['shapes_seg_selftrain.gin'],
+      extra_params=[f'shapes_det_pool.num_images = {FLAGS.num_images}'],
+    )
+    job = cli.build_job()
+    job.prepare()
+    result = benchmark_seg_labeller(
+      FLAGS.teacher_dir,
+      job.pool,
+      FLAGS.batch_size,
+      FLAGS.repeats,
+      FLAGS.flip,
+      FLAGS.pixel_threshold,
+    )
   else:
     result = benchmark_export(
       FLAGS.teacher_dir, FLAGS.num_images, FLAGS.batch_size, FLAGS.repeats

@@ -5,12 +5,12 @@ r"""A self-training pipeline over seeds: mean, spread and the gain per seed.
       --learning_curves=runs/learning_curves/curves.json --curve=f0.25_S4 \
       --plot=docs/selftrain_gain.png
 
-Runs the pipeline once per seed (`--seed`, i.e. `detection_experiment.seed`,
-in `model_dir/seed{N}`; complete stages are skipped, so a stopped study
+Runs the pipeline once per seed (`--seed`: every experiment kind's `seed`
+binding), in `model_dir/seed{N}`; complete stages are skipped, so a stopped study
 resumes), then reads each `summary.json` and writes `study.json` and a PNG:
 
 - per arm (teacher, control, supervised for all the steps, student), the test
-  AP of every seed, its mean, standard deviation, min and max;
+  AP (mIoU for a segmentation pipeline) of every seed, its mean, standard deviation, min and max;
 - per seed, the student's gain over the best supervised model of that seed:
   the best of teacher, control and the all-steps arm, and, with
   `--learning_curves`, the learning-curve point of `--curve` with the best val
@@ -45,7 +45,7 @@ FLAGS = flags.FLAGS
 
 def run_seed(seed: int, model_dir: str, run_fn) -> Dict[str, Any]:
   """One pipeline run with `seed`; its summary."""
-  job = cli.rebuild_job([f'detection_experiment.seed = {seed}'])
+  job = cli.rebuild_job(cli.seed_bindings(seed))
   if not isinstance(job, pipeline_lib.Pipeline):
     raise cli.UserError(f'{FLAGS.gin_file} binds no self-training pipeline.')
   summary = job.run(

@@ -140,3 +140,25 @@ def test_visualize_draws_segmentation_overlays(
   assert result.returncode == 0, result.stderr[-3000:]
   with Image.open(output) as picture:
     assert picture.size == (2 * 256, 2 * 128)  # image beside its overlay
+
+
+def test_labeller_benchmark_compares_scales_on_one_pool(
+  seg_teacher_dir, seg_pool
+):
+  from official_selftrain.tools import benchmark  # pylint: disable=g-import-not-at-top
+
+  # Threshold 0: every pixel labelled, so a barely trained teacher's labels
+  # have an accuracy too.
+  report = benchmark.benchmark_seg_labeller(
+    seg_teacher_dir, seg_pool, batch_size=4, repeats=2, flip=True, threshold=0.0
+  )
+  assert report['num_images'] == 12
+  rates = report['images_per_second']
+  assert set(rates) == {'single_scale', 'multi_scale'}
+  assert all(r > 0 for r in rates.values())
+  assert report['multi_over_single_speed'] > 0
+  for quality in report['quality'].values():
+    assert 0.0 <= quality['pixel_accuracy'] <= 1.0
+    assert quality['ignored_pixel_fraction'] == 0.0
+  # Each labeller's own labels: the six scales and flips differ from one.
+  assert report['quality']['single_scale'] != report['quality']['multi_scale']

@@ -13,8 +13,8 @@ from official_selftrain import studies
 TINY_SELFTRAIN = os.path.join(REPO, 'tests', 'testdata', 'tiny_selftrain.gin')
 
 
-def _summary(teacher, control, total, student, steps=(6, 4)):
-  arm = lambda ap, step: {'AP': ap, 'step': step, 'test': {'AP': ap}}  # noqa: E731
+def _summary(teacher, control, total, student, steps=(6, 4), metric='AP'):
+  arm = lambda ap, step: {metric: ap, 'step': step, 'test': {metric: ap}}  # noqa: E731
   rounds = [{'student': arm(student, steps[1])}]
   return {
     'teacher': arm(teacher, steps[0]),
@@ -58,7 +58,7 @@ def test_gain_is_over_the_best_baseline_including_the_curve():
   record = studies.seed_record(
     _summary(0.30, 0.34, 0.33, 0.40), CURVES, 'f0.25_S4'
   )
-  assert record['test_AP']['learning_curve_best'] == 0.36
+  assert record['test']['learning_curve_best'] == 0.36
   assert record['best_baseline'] == 'learning_curve_best'
   assert record['gain'] == pytest.approx(0.04)
   # Without curves, the control is the best baseline.
@@ -78,12 +78,31 @@ def test_aggregate_reports_spread_and_whether_every_seed_gains(tmp_path):
   assert gain['n'] == 3 and gain['min'] == pytest.approx(-0.01)
   assert gain['mean'] == pytest.approx((0.06 - 0.01 + 0.03) / 3)
   assert not study['every_seed_gains']
-  assert study['test_AP']['teacher']['std'] == 0.0
+  assert study['test']['teacher']['std'] == 0.0
   records[2] = studies.seed_record(_summary(0.30, 0.34, 0.33, 0.38))
   assert studies.aggregate(records)['every_seed_gains']
   path = str(tmp_path / 'study.png')
   studies.plot_study(study, path)
   assert Image.open(path).size[0] > 300
+
+
+def test_a_segmentation_study_compares_miou(tmp_path):
+  records = {
+    seed: studies.seed_record(
+      _summary(0.50, 0.55, 0.54, 0.60 - 0.01 * seed, metric='mIoU')
+    )
+    for seed in (1, 2)
+  }
+  assert records[1]['metric'] == 'mIoU'
+  assert records[1]['test']['student'] == pytest.approx(0.59)
+  assert records[2]['gain'] == pytest.approx(0.03)
+  study = studies.aggregate(records)
+  assert study['metric'] == 'mIoU' and study['every_seed_gains']
+  studies.plot_study(study, str(tmp_path / 'study.png'))
+  # One study never mixes AP and mIoU.
+  records[3] = studies.seed_record(_summary(0.3, 0.3, 0.3, 0.3))
+  with pytest.raises(ValueError, match='different metrics'):
+    studies.aggregate(records)
 
 
 @pytest.mark.e2e
@@ -106,5 +125,5 @@ def test_study_runs_each_seed_and_writes_the_study(tmp_path, data_dir):
     params = (model_dir / f'seed{seed}' / 'teacher' / 'params.yaml').read_text()
     assert f'seed: {seed}' in params
     assert study['seeds'][seed]['total_steps'] == 6 + 4
-  assert study['test_AP']['student']['n'] == 2
+  assert study['test']['student']['n'] == 2
   assert (model_dir / 'study.png').exists()
