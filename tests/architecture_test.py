@@ -19,7 +19,7 @@ PACKAGE = 'official_selftrain'
 # Bottom to top. A module may import from its own layer's part (acyclically)
 # and from lower layers, never from higher ones.
 LAYERS = (
-  ('progress', 'config_files', 'losses', 'ops'),
+  ('progress', 'timing', 'config_files', 'losses', 'ops'),
   ('data',),
   ('configs',),
   ('pseudo_labels',),

@@ -57,7 +57,6 @@ import os
 import shutil
 import statistics
 import tempfile
-import time
 from typing import Callable
 from typing import Dict
 
@@ -72,6 +71,7 @@ import tf_keras
 
 from official_selftrain import cli  # --gin_file / --gin_param (train)
 from official_selftrain import registry_imports  # noqa: F401
+from official_selftrain import timing
 from official_selftrain.configs import experiment as experiment_lib
 from official_selftrain.data import embedded
 from official_selftrain.data import parsers
@@ -79,7 +79,7 @@ from official_selftrain.data import pools
 from official_selftrain.data import shapes
 from official_selftrain.ops import augment_policies
 from official_selftrain.pseudo_labels import export
-from official_selftrain.pseudo_labels import segmentation_teacher
+from official_selftrain.pseudo_labels import labeller_benchmark
 from official_selftrain.pseudo_labels import shard_writer
 from official_selftrain.pseudo_labels import teacher as teacher_lib
 from official_selftrain.tasks import detection
@@ -92,6 +92,12 @@ flags.DEFINE_enum(
 )
 flags.DEFINE_bool(
   'flip', False, 'Multi-scale also flips (--what=seg_labeller).'
+)
+flags.DEFINE_float(
+  'pixel_threshold',
+  0.5,
+  'Top-probability threshold below which a pixel is ignored'
+  ' (--what=seg_labeller).',
 )
 flags.DEFINE_integer('steps', 50, 'Train steps per timed pass (--what=train).')
 flags.DEFINE_integer('image_size', 640, 'Scene size for --what=augment.')
@@ -111,15 +117,6 @@ def _batches(teacher, pool, batch_size):
     num_parallel_calls=tf.data.AUTOTUNE,
   )
   return data.padded_batch(batch_size).prefetch(2)
-
-
-def _time(fn, repeats):
-  best = float('inf')
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    best = min(best, time.perf_counter() - start)
-  return best
 
 
 def _export_runs(teacher, teacher_dir, pool, batch_size, out_dir):
@@ -173,7 +170,9 @@ def benchmark_export(teacher_dir, num_images, batch_size, repeats):
     runs = _export_runs(teacher, teacher_dir, pool, batch_size, out_dir)
     for warm in runs.values():
       warm()  # traces functions, fills file caches
-    rates = {k: num_images / _time(fn, repeats) for k, fn in runs.items()}
+    rates = {
+      k: num_images / timing.best_seconds(fn, repeats) for k, fn in runs.items()
+    }
     return {
       'what': 'export',
       'teacher_dir': teacher_dir,
@@ -184,78 +183,6 @@ def benchmark_export(teacher_dir, num_images, batch_size, repeats):
       'images_per_second': rates,
       'export_over_inference': rates['export'] / rates['inference'],
       'inference_over_forward': rates['inference'] / rates['forward'],
-      'cpu_count': os.cpu_count(),
-    }
-  finally:
-    shutil.rmtree(work, ignore_errors=True)
-
-
-def _seg_labellers(teacher_dir, flip, threshold):
-  """{'single_scale', 'multi_scale'}: restored segmentation teachers."""
-  return {
-    'single_scale': segmentation_teacher.SegmentationTeacher(
-      teacher_dir, scales=(1.0,), threshold=threshold
-    ),
-    'multi_scale': segmentation_teacher.SegmentationTeacher(
-      teacher_dir,
-      scales=segmentation_teacher.PAPER_SCALES,
-      flip=flip,
-      threshold=threshold,
-    ),
-  }
-
-
-def benchmark_seg_labeller(
-  teacher_dir, pool, batch_size, repeats, flip, threshold=0.5
-):
-  """Exporter images/s and pseudo-label quality, single- vs multi-scale."""
-  work = tempfile.mkdtemp(prefix='benchmark_seg_labeller_')
-  try:
-    labellers = _seg_labellers(teacher_dir, flip, threshold)
-    manifests = {}
-
-    def run(name):
-      out_dir = os.path.join(work, name)
-      shutil.rmtree(out_dir, ignore_errors=True)
-      manifests[name] = export.export_pseudo_labels(
-        teacher_dir=teacher_dir,
-        pool=pool,
-        output_dir=out_dir,
-        num_shards=1,
-        batch_size=batch_size,
-        teacher=labellers[name],
-      )
-
-    for name in labellers:
-      run(name)  # warm-up: traces each scale's model, fills file caches
-    # Alternating passes; the `ours` slot is the multi-scale labeller.
-    wall, cpu = _alternating_pairs(run, 'multi_scale', 'single_scale', repeats)
-    images = manifests['single_scale']['images_written']
-    quality = {
-      name: {
-        k: manifests[name][k]
-        for k in ('pixel_accuracy', 'ignored_pixel_fraction', 'pixels_compared')
-      }
-      for name in labellers
-    }
-    return {
-      'what': 'seg_labeller',
-      'teacher_dir': teacher_dir,
-      'num_images': images,
-      'batch_size': batch_size,
-      'repeats': repeats,
-      'multi_scale': {
-        'scales': list(segmentation_teacher.PAPER_SCALES),
-        'flip': flip,
-      },
-      'images_per_second': {
-        'single_scale': images / statistics.median(wall['model_garden']),
-        'multi_scale': images / statistics.median(wall['ours']),
-      },
-      # Speed of multi-scale over single-scale, per pair (wall and CPU).
-      'multi_over_single_speed': statistics.median(_ratios(wall)),
-      'cpu_multi_over_single_speed': statistics.median(_ratios(cpu)),
-      'quality': quality,
       'cpu_count': os.cpu_count(),
     }
   finally:
@@ -292,28 +219,6 @@ def _input_pipeline_run(records, num_images):
   return run
 
 
-def _alternating_pairs(run, ours, garden, repeats):
-  """Wall and CPU seconds of each pass, {'ours': [...], 'model_garden': [...]}.
-
-  Alternates which goes first, so drift in the machine's speed falls on both
-  alike; each pair of passes gives one ratio.
-  """
-  wall = {'ours': [], 'model_garden': []}
-  cpu = {'ours': [], 'model_garden': []}
-  for repeat in range(repeats):
-    pair = [('model_garden', garden), ('ours', ours)]
-    for key, parser in pair[:: 1 if repeat % 2 == 0 else -1]:
-      start_wall, start_cpu = time.perf_counter(), time.process_time()
-      run(parser)
-      wall[key].append(time.perf_counter() - start_wall)
-      cpu[key].append(time.process_time() - start_cpu)
-  return wall, cpu
-
-
-def _ratios(seconds):
-  return [g / o for o, g in zip(seconds['ours'], seconds['model_garden'])]
-
-
 def benchmark_augment(image_size, num_images, repeats, policies, scenes=64):
   """images/s of the input pipeline per policy, ours vs Model Garden's."""
   spec = shapes.SceneSpec(image_size=image_size)
@@ -329,16 +234,16 @@ def benchmark_augment(image_size, num_images, repeats, policies, scenes=64):
     ours, garden = _parsers(name, image_size)
     run(ours)  # warm-up: traces the parse functions
     run(garden)
-    wall, cpu = _alternating_pairs(run, ours, garden, repeats)
+    wall, cpu = timing.alternating_pairs(run, ours, garden, repeats)
     results[name] = {
       'ours': num_images / statistics.median(wall['ours']),
       'model_garden': num_images / statistics.median(wall['model_garden']),
-      'ours_over_model_garden': statistics.median(_ratios(wall)),
-      'ratio_per_pair': _ratios(wall),
+      'ours_over_model_garden': statistics.median(timing.ratios(wall)),
+      'ratio_per_pair': timing.ratios(wall),
       # CPU seconds of the whole process (all tf.data threads): on a shared
       # virtual machine, less disturbed by other tenants than wall time.
-      'cpu_ours_over_model_garden': statistics.median(_ratios(cpu)),
-      'cpu_ratio_per_pair': _ratios(cpu),
+      'cpu_ours_over_model_garden': statistics.median(timing.ratios(cpu)),
+      'cpu_ratio_per_pair': timing.ratios(cpu),
     }
     print(name, json.dumps(results[name]), flush=True)
   return {
@@ -405,12 +310,12 @@ def benchmark_train(
   seconds = {'ours': []}
   for other in ('model_garden', 'ours_bfloat16'):
     # Alternating passes of `ours` and `other` (in the `model_garden` slot).
-    wall, _ = _alternating_pairs(
+    wall, _ = timing.alternating_pairs(
       lambda trainer: trainer(steps), runs['ours'], runs[other], repeats
     )
     seconds['ours'] += wall['ours']
     seconds[other] = wall['model_garden']
-    ratios = _ratios(wall)  # speed of ours / other, per pair
+    ratios = timing.ratios(wall)  # speed of ours / other, per pair
     key = f'ours_over_{other}' if other == 'model_garden' else 'bf16_over_fp32'
     if other == 'ours_bfloat16':
       ratios = [1.0 / r for r in ratios]
@@ -448,7 +353,7 @@ def main(argv):
     )
     job = cli.build_job()
     job.prepare()
-    result = benchmark_seg_labeller(
+    result = labeller_benchmark.benchmark_seg_labeller(
       FLAGS.teacher_dir,
       job.pool,
       FLAGS.batch_size,

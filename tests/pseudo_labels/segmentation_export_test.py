@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from official_selftrain.pseudo_labels import export
+from official_selftrain.pseudo_labels import labeller_benchmark
 from official_selftrain.pseudo_labels import manifest as manifest_lib
 from official_selftrain.pseudo_labels import segmentation_teacher
 
@@ -145,11 +146,9 @@ def test_visualize_draws_segmentation_overlays(
 def test_labeller_benchmark_compares_scales_on_one_pool(
   seg_teacher_dir, seg_pool
 ):
-  from official_selftrain.tools import benchmark  # pylint: disable=g-import-not-at-top
-
   # Threshold 0: every pixel labelled, so a barely trained teacher's labels
   # have an accuracy too.
-  report = benchmark.benchmark_seg_labeller(
+  report = labeller_benchmark.benchmark_seg_labeller(
     seg_teacher_dir, seg_pool, batch_size=4, repeats=2, flip=True, threshold=0.0
   )
   assert report['num_images'] == 12
@@ -160,5 +159,5 @@ def test_labeller_benchmark_compares_scales_on_one_pool(
   for quality in report['quality'].values():
     assert 0.0 <= quality['pixel_accuracy'] <= 1.0
     assert quality['ignored_pixel_fraction'] == 0.0
-  # Each labeller's own labels: the six scales and flips differ from one.
-  assert report['quality']['single_scale'] != report['quality']['multi_scale']
+    # Threshold 0: every pixel of the twelve 128x128 scenes is compared.
+    assert quality['pixels_compared'] == 12 * 128 * 128

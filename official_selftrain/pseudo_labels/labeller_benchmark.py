@@ -1,0 +1,94 @@
+"""Single- vs multi-scale segmentation labelling: speed and label quality.
+
+The paper's PASCAL teacher labels at six scales (PAPER.md); this measures what
+that costs and buys on one pool, through the exporter end to end: images/s of
+each labeller in alternating passes (`timing.alternating_pairs`) and each
+one's pixel accuracy from its manifest (`pseudo_labels.quality`). Run it with
+`tools/benchmark.py --what=seg_labeller`.
+"""
+
+import os
+import shutil
+import statistics
+import tempfile
+
+from official_selftrain import timing
+from official_selftrain.pseudo_labels import export
+from official_selftrain.pseudo_labels import segmentation_teacher
+
+_QUALITY_KEYS = ('pixel_accuracy', 'ignored_pixel_fraction', 'pixels_compared')
+
+
+def _labellers(teacher_dir, flip, threshold):
+  """{'single_scale', 'multi_scale'}: restored segmentation teachers."""
+  return {
+    'single_scale': segmentation_teacher.SegmentationTeacher(
+      teacher_dir, scales=(1.0,), threshold=threshold
+    ),
+    'multi_scale': segmentation_teacher.SegmentationTeacher(
+      teacher_dir,
+      scales=segmentation_teacher.PAPER_SCALES,
+      flip=flip,
+      threshold=threshold,
+    ),
+  }
+
+
+def _report(wall, cpu, manifests, flip, threshold):
+  images = manifests['single_scale']['images_written']
+  return {
+    'what': 'seg_labeller',
+    'num_images': images,
+    'pixel_threshold': threshold,
+    'multi_scale': {
+      'scales': list(segmentation_teacher.PAPER_SCALES),
+      'flip': flip,
+    },
+    'images_per_second': {
+      'single_scale': images / statistics.median(wall['model_garden']),
+      'multi_scale': images / statistics.median(wall['ours']),
+    },
+    # Speed of multi-scale over single-scale, per pair (wall and CPU).
+    'multi_over_single_speed': statistics.median(timing.ratios(wall)),
+    'cpu_multi_over_single_speed': statistics.median(timing.ratios(cpu)),
+    'quality': {
+      name: {k: manifest[k] for k in _QUALITY_KEYS}
+      for name, manifest in manifests.items()
+    },
+    'cpu_count': os.cpu_count(),
+  }
+
+
+def benchmark_seg_labeller(
+  teacher_dir, pool, batch_size, repeats, flip, threshold=0.5
+):
+  """Exporter images/s and pseudo-label quality, single- vs multi-scale."""
+  work = tempfile.mkdtemp(prefix='benchmark_seg_labeller_')
+  try:
+    labellers = _labellers(teacher_dir, flip, threshold)
+    manifests = {}
+
+    def run(name):
+      out_dir = os.path.join(work, name)
+      shutil.rmtree(out_dir, ignore_errors=True)
+      manifests[name] = export.export_pseudo_labels(
+        teacher_dir=teacher_dir,
+        pool=pool,
+        output_dir=out_dir,
+        num_shards=1,
+        batch_size=batch_size,
+        teacher=labellers[name],
+      )
+
+    for name in labellers:
+      run(name)  # warm-up: traces each scale's model, fills file caches
+    # Alternating passes; the `ours` slot is the multi-scale labeller.
+    wall, cpu = timing.alternating_pairs(
+      run, 'multi_scale', 'single_scale', repeats
+    )
+    report = _report(wall, cpu, manifests, flip, threshold)
+    report.update(teacher_dir=teacher_dir, batch_size=batch_size)
+    report['repeats'] = repeats
+    return report
+  finally:
+    shutil.rmtree(work, ignore_errors=True)
