@@ -76,6 +76,24 @@ class SegmentationTaskConfig(seg_cfg.SemanticSegmentationTask):
   init_checkpoint_hint: str = ''
 
 
+def _decoder(name, filters, repeats, separable) -> decoders.Decoder:
+  if name == 'fpn':
+    return decoders.Decoder(
+      type='fpn',
+      fpn=decoders.FPN(num_filters=filters, use_separable_conv=separable),
+    )
+  if name != 'nasfpn':
+    raise ValueError(
+      f"segmentation_model.decoder = {name!r}: expected 'nasfpn' or 'fpn'"
+    )
+  return decoders.Decoder(
+    type='nasfpn',
+    nasfpn=decoders.NASFPN(
+      num_filters=filters, num_repeats=repeats, use_separable_conv=separable
+    ),
+  )
+
+
 @gin.configurable
 def segmentation_model(
   num_classes: int,
@@ -84,6 +102,7 @@ def segmentation_model(
   backbone_params: Optional[Dict[str, Any]] = None,
   min_level: int = 3,
   max_level: int = 7,
+  decoder: str = 'nasfpn',
   decoder_filters: int = 256,
   decoder_repeats: int = 7,
   separable_conv: bool = True,
@@ -104,6 +123,7 @@ def segmentation_model(
       'b7', 'se_ratio': 0.25}; 'l2' is EfficientNet-L2.
     min_level: lowest NAS-FPN level (P3).
     max_level: highest NAS-FPN level (P7).
+    decoder: 'nasfpn' (the paper) or 'fpn' (Model Garden's FPN).
     decoder_filters: NAS-FPN channels.
     decoder_repeats: NAS-FPN cells (7 in the paper).
     separable_conv: NAS-FPN with separable convolutions (the paper: yes).
@@ -125,14 +145,7 @@ def segmentation_model(
     min_level=min_level,
     max_level=max_level,
     backbone=backbone_config,
-    decoder=decoders.Decoder(
-      type='nasfpn',
-      nasfpn=decoders.NASFPN(
-        num_filters=decoder_filters,
-        num_repeats=decoder_repeats,
-        use_separable_conv=separable_conv,
-      ),
-    ),
+    decoder=_decoder(decoder, decoder_filters, decoder_repeats, separable_conv),
     head=seg_cfg.SegmentationHead(
       level=head_level,
       num_convs=head_convs,

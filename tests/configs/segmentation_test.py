@@ -120,7 +120,18 @@ def test_shapes_seg_reads_shapes_det_with_its_test_split():
   assert task.model.num_classes == 7  # background + Shapes-Det's 6
   assert 'shapes_det' in task.train_data.input_path
   assert job.test_split is not None and job.test_split.num_images == 1000
-  assert task.train_data.aug_type is not None  # Augment-S4
+  data = task.train_data  # Augment-S1: flip and scale jitter, no policy
+  assert data.aug_type is None and data.aug_rand_hflip
+  assert (data.aug_scale_min, data.aug_scale_max) == (0.8, 1.2)
+  assert task.model.decoder.type == 'nasfpn'
+
+
+def test_fpn_decoder_and_a_wrong_decoder_name():
+  job = build('shapes_seg.gin', params=["segmentation_model.decoder = 'fpn'"])
+  decoder = job.config.task.model.decoder
+  assert decoder.type == 'fpn' and decoder.fpn.num_filters == 48
+  with pytest.raises(ValueError, match='segmentation_model.decoder'):
+    build('shapes_seg.gin', params=["segmentation_model.decoder = 'unet'"])
 
 
 def test_seed_flag_seeds_segmentation():
