@@ -357,6 +357,8 @@ def _manifest_summary(manifest: Dict[str, Any]) -> Dict[str, Any]:
       'ignored_pixel_fraction',
       'class_histogram',
       'pixel_accuracy',
+      'pixel_miou',
+      'foreground_labelled_fraction',
       'wall_seconds',
     )
   return {k: manifest.get(k) for k in keys}
@@ -379,6 +381,13 @@ def _pseudo_label_line(pl: Dict[str, Any]) -> str:
       + (
         f', pixel accuracy {100 * accuracy:.1f}%'
         if accuracy is not None
+        else ''
+      )
+      + (
+        f', mIoU {100 * pl["pixel_miou"]:.1f}, foreground labelled '
+        f'{100 * pl["foreground_labelled_fraction"]:.1f}%'
+        if pl.get('pixel_miou') is not None
+        and pl.get('foreground_labelled_fraction') is not None
         else ''
       )
     )

@@ -16,7 +16,14 @@ from official_selftrain import timing
 from official_selftrain.pseudo_labels import export
 from official_selftrain.pseudo_labels import segmentation_teacher
 
-_QUALITY_KEYS = ('pixel_accuracy', 'ignored_pixel_fraction', 'pixels_compared')
+_QUALITY_KEYS = (
+  'pixel_accuracy',
+  'pixel_miou',
+  'pixel_iou',
+  'foreground_labelled_fraction',
+  'ignored_pixel_fraction',
+  'pixels_compared',
+)
 
 
 def _labellers(teacher_dir, flip, threshold):

@@ -93,8 +93,13 @@ class ShardStats:
 
 class SegmentationStats:
   """Counts for one shard of segmentation pseudo labels: ignored pixels,
-  pixels per class, and agreement with held-aside label maps (pixel accuracy
-  over the labelled pixels whose truth is not ignored)."""
+  pixels per class, and agreement with held-aside label maps: a confusion
+  matrix (truth x pseudo label) over the labelled pixels whose truth is not
+  ignored, and how many truth foreground pixels (class > 0) got a label.
+
+  Pixel accuracy alone reads high when the labels are mostly background; the
+  per-class IoU from the confusion matrix and the foreground coverage say how
+  much of the objects the labels teach."""
 
   kind = 'segmentation'
 
@@ -107,6 +112,9 @@ class SegmentationStats:
     self.pixels_per_class = collections.Counter()
     self.pixels_compared = 0
     self.pixels_correct = 0
+    self.confusion = np.zeros((num_classes, num_classes), np.int64)
+    self.foreground = 0
+    self.foreground_labelled = 0
     self.skipped: List[Dict[str, Any]] = []
 
   def add(self, labels, truth=None) -> None:
@@ -121,6 +129,15 @@ class SegmentationStats:
       compared = labelled & (truth != self.ignore_label)
       self.pixels_compared += int(compared.sum())
       self.pixels_correct += int((labels == truth)[compared].sum())
+      pairs = truth[compared].astype(np.int64) * self.num_classes + labels[
+        compared
+      ].astype(np.int64)
+      self.confusion += np.bincount(
+        pairs, minlength=self.num_classes**2
+      ).reshape(self.confusion.shape)
+      foreground = (truth != self.ignore_label) & (truth > 0)
+      self.foreground += int(foreground.sum())
+      self.foreground_labelled += int((foreground & labelled).sum())
 
   def as_dict(self) -> Dict[str, Any]:
     return {
@@ -135,6 +152,9 @@ class SegmentationStats:
       },
       'pixels_compared': self.pixels_compared,
       'pixels_correct': self.pixels_correct,
+      'confusion': self.confusion.tolist(),
+      'foreground_pixels': self.foreground,
+      'foreground_labelled': self.foreground_labelled,
     }
 
 
@@ -144,6 +164,7 @@ def _merge_segmentation(shards: List[Dict[str, Any]]) -> Dict[str, Any]:
   total = collections.Counter()
   per_class = collections.Counter()
   skipped = []
+  confusion = 0
   for s in shards:
     for key in (
       'images_written',
@@ -154,6 +175,10 @@ def _merge_segmentation(shards: List[Dict[str, Any]]) -> Dict[str, Any]:
       'pixels_correct',
     ):
       total[key] += s[key]
+    # Shards written before the agreement counts existed have none.
+    for key in ('foreground_pixels', 'foreground_labelled'):
+      total[key] += s.get(key, 0)
+    confusion = confusion + np.array(s.get('confusion', 0))
     per_class.update(s['pixels_per_class'])
     skipped.extend(s['skipped'])
   merged = dict(total)
@@ -171,7 +196,29 @@ def _merge_segmentation(shards: List[Dict[str, Any]]) -> Dict[str, Any]:
     if total['pixels_compared']
     else None
   )
+  merged.update(_agreement(confusion, total))
   return merged
+
+
+def _agreement(confusion, total) -> Dict[str, Any]:
+  """Per-class IoU of the labels against the truth (labelled pixels only),
+  their mean over the classes either side has, and the foreground coverage."""
+  confusion = np.asarray(confusion, np.float64)
+  if confusion.ndim != 2:  # no shard had a confusion matrix
+    confusion = np.zeros((0, 0))
+  hits = np.diag(confusion)
+  union = confusion.sum(0) + confusion.sum(1) - hits
+  iou = {str(c): hits[c] / union[c] for c in range(len(hits)) if union[c]}
+  return {
+    'confusion': confusion.astype(np.int64).tolist(),
+    'pixel_iou': iou,
+    'pixel_miou': float(np.mean(list(iou.values()))) if iou else None,
+    'foreground_labelled_fraction': (
+      total['foreground_labelled'] / total['foreground_pixels']
+      if total['foreground_pixels']
+      else None
+    ),
+  }
 
 
 def _class_order(item):

@@ -115,6 +115,18 @@ def test_exporter_writes_label_maps_and_their_manifest(
     (stacked == gt)[compared].mean()
   )
   assert sum(manifest['class_histogram'].values()) == pytest.approx(1.0)
+  # Per-class IoU over the compared pixels, and the foreground coverage.
+  for c, iou in manifest['pixel_iou'].items():
+    hit = ((stacked == int(c)) & (gt == int(c)) & compared).sum()
+    union = (((stacked == int(c)) | (gt == int(c))) & compared).sum()
+    assert iou == pytest.approx(hit / union)
+  assert manifest['pixel_miou'] == pytest.approx(
+    np.mean(list(manifest['pixel_iou'].values()))
+  )
+  foreground = (gt > 0) & (gt != 255)
+  assert manifest['foreground_labelled_fraction'] == pytest.approx(
+    (foreground & ~ignored).sum() / foreground.sum()
+  )
   with open(tmp_path / manifest_lib.MANIFEST) as f:
     assert json.load(f)['pixel_accuracy'] == manifest['pixel_accuracy']
 
