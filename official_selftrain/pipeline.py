@@ -30,6 +30,7 @@ from official_selftrain.configs import experiment as experiment_lib
 from official_selftrain.configs import self_training as self_training_configs
 from official_selftrain.pseudo_labels import export
 from official_selftrain.pseudo_labels import manifest as manifest_lib
+from official_selftrain.pseudo_labels import segmentation_teacher
 from official_selftrain.pseudo_labels import shard_files
 
 SUMMARY = 'summary.json'
@@ -314,7 +315,9 @@ def _pseudo_labels(
   """Labels the pool with the teacher unless that is done; the manifest's
   counts and quality are taken at the student's read threshold."""
   manifest = manifest_lib.read_manifest(pseudo_dir)
+  kwargs = {'read_threshold': read_threshold, **(pipeline.export_kwargs or {})}
   if manifest.get('complete') and manifest.get('teacher_dir') == teacher_dir:
+    _check_same_labelling(manifest, kwargs, pseudo_dir)
     logging.info(
       '[pipeline] pseudo labels: complete in %s, skipped.', pseudo_dir
     )
@@ -323,13 +326,36 @@ def _pseudo_labels(
     '[pipeline] pseudo labels: teacher %s labels the pool.', teacher_dir
   )
   pipeline.prepare()
-  kwargs = {'read_threshold': read_threshold, **(pipeline.export_kwargs or {})}
   return export.export_pseudo_labels(
     teacher_dir=teacher_dir,
     pool=pipeline.pool,
     output_dir=pseudo_dir,
     **kwargs,
   )
+
+
+def _check_same_labelling(manifest, kwargs, pseudo_dir) -> None:
+  """Complete segmentation labels are reused only if written as now asked.
+
+  Their pixel threshold, scales and flip are baked into the maps (a box
+  threshold is applied when the student reads), so a changed binding would
+  otherwise train the student on labels it did not ask for.
+  """
+  if manifest.get('task') != 'segmentation':
+    return
+  asked = {
+    'pixel_threshold': kwargs['read_threshold'],
+    'scales': list(kwargs.get('scales', segmentation_teacher.PAPER_SCALES)),
+    'flip': kwargs.get('flip', False),
+  }
+  written = {k: manifest.get(k) for k in asked}
+  if written != asked:
+    raise ValueError(
+      f'Pseudo labels in {pseudo_dir} were written with {written}, but '
+      f'this run asks for {asked} (self_training_experiment.'
+      'pseudo_score_threshold, self_training_pipeline.export_kwargs). Move '
+      'that directory away or use another --model_dir to relabel.'
+    )
 
 
 def _manifest_summary(manifest: Dict[str, Any]) -> Dict[str, Any]:

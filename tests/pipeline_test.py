@@ -210,7 +210,23 @@ def test_segmentation_runs_through_the_same_pipeline(data_dir, tmp_path):
   assert labels['images_written'] == 12 and labels['scales'] == [0.75, 1.0]
   assert 0.0 <= labels['ignored_pixel_fraction'] <= 1.0
   assert 0.0 <= labels['pixel_accuracy'] <= 1.0
+  assert 0.0 <= labels['pixel_miou'] <= 1.0
+  assert 0.0 <= labels['foreground_labelled_fraction'] <= 1.0
   assert 'test mIoU' in result.stdout
+  # The threshold is baked into the maps: asking for another one does not
+  # silently reuse them, and nothing written is lost.
+  rerun = run_train(
+    [
+      f'--gin_file={TINY_SEG_SELFTRAIN_GIN}',
+      f'--model_dir={model_dir}',
+      '--gin_param=self_training_experiment.pseudo_score_threshold=0.3',
+    ],
+    data_dir,
+  )
+  assert rerun.returncode != 0
+  assert 'pseudo_score_threshold' in rerun.stderr
+  assert "'pixel_threshold': 0.3" in rerun.stderr
+  assert _summary(model_dir) == summary
   with open(os.path.join(model_dir, 'round1', 'student', 'params.yaml')) as f:
     task = yaml.safe_load(f)['task']
   assert task['train_data']['pseudo_label_data']['input_path'].endswith(
