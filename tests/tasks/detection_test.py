@@ -85,7 +85,8 @@ def test_mirrored_two_cpus_matches_one_device(data_dir):
   # updates; weights agree up to float noise (SyncBatchNorm computes the
   # variance as E[x^2] - E[x]^2 across replicas, a different rounding).
   for a, b in zip(ours['losses_one_device'], ours['losses_mirrored']):
-    assert abs(a - b) <= 1e-4 * abs(a), result  # seen: 1.7e-5
+    # seen: 1.7e-5 here, 3.7e-4 on a CI machine; Model Garden: > 1e-3.
+    assert abs(a - b) <= 5e-4 * abs(a), result
   assert ours['max_weight_diff'] < 0.05 * ours['max_weight_change'], result
   # The check can fail: Model Garden's per-replica normalisation does.
   rel = [
