@@ -3,7 +3,7 @@
 The paper's PASCAL teacher labels at six scales (PAPER.md); this measures what
 that costs and buys on one pool, through the exporter end to end: images/s of
 each labeller in alternating passes (`timing.alternating_pairs`) and each
-one's pixel accuracy from its manifest (`pseudo_labels.quality`). Run it with
+one's label quality from its manifest (`pseudo_labels.manifest`). Run it with
 `tools/benchmark.py --what=seg_labeller`.
 """
 
@@ -94,8 +94,9 @@ def benchmark_seg_labeller(
       run, 'multi_scale', 'single_scale', repeats
     )
     report = _report(wall, cpu, manifests, flip, threshold)
-    report.update(teacher_dir=teacher_dir, batch_size=batch_size)
-    report['repeats'] = repeats
+    report.update(
+      teacher_dir=teacher_dir, batch_size=batch_size, repeats=repeats
+    )
     return report
   finally:
     shutil.rmtree(work, ignore_errors=True)
