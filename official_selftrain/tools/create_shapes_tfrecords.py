@@ -43,7 +43,8 @@ def main(argv):
   config = next(iter(job.configs().values()))
   print(f'Shapes-Det train: {config.task.train_data.input_path}')
   print(f'Shapes-Det val:   {config.task.validation_data.input_path}')
-  print(f'COCO-format val annotations: {config.task.annotation_file}')
+  if 'annotation_file' in config.task.as_dict():  # detection tasks only
+    print(f'COCO-format val annotations: {config.task.annotation_file}')
   data_dir = embedded.default_data_dir()
   for split, count in (
     ('train', FLAGS.shapes_cls_train),
