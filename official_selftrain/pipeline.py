@@ -13,6 +13,7 @@ The "when" lives here; the "how" is in the tasks and the exporter.
 """
 
 import dataclasses
+import inspect
 import json
 import os
 from typing import Any
@@ -334,21 +335,43 @@ def _pseudo_labels(
   )
 
 
-def _check_same_labelling(manifest, kwargs, pseudo_dir) -> None:
-  """Complete segmentation labels are reused only if written as now asked.
+def _export_default(name: str) -> Any:
+  return inspect.signature(export.export_pseudo_labels).parameters[name].default
 
-  Their pixel threshold, scales and flip are baked into the maps (a box
-  threshold is applied when the student reads), so a changed binding would
-  otherwise train the student on labels it did not ask for.
-  """
-  if manifest.get('task') != 'segmentation':
-    return
-  asked = {
-    'pixel_threshold': kwargs['read_threshold'],
-    'scales': list(kwargs.get('scales', segmentation_teacher.PAPER_SCALES)),
-    'flip': kwargs.get('flip', False),
+
+def _labelling_settings(manifest, kwargs):
+  """(written, asked): the export settings baked into complete labels, and
+  those this run asks for.
+
+  Segmentation maps carry their pixel threshold, scales and flip; detection
+  shards their score floor and NMS (the box threshold is applied when the
+  student reads, so it may change freely)."""
+  if manifest.get('task') == 'segmentation':
+    asked = {
+      'pixel_threshold': kwargs['read_threshold'],
+      'scales': list(kwargs.get('scales', segmentation_teacher.PAPER_SCALES)),
+      'flip': kwargs.get('flip', False),
+    }
+    return {k: manifest.get(k) for k in asked}, asked
+  nms = manifest.get('nms') or {}
+  written = {
+    'export_floor': manifest.get('export_floor'),
+    'nms_iou_threshold': nms.get('nms_iou_threshold'),
+    'max_detections': nms.get('max_num_detections'),
+    'pre_nms_top_k': nms.get('pre_nms_top_k'),
+    'nms_version': nms.get('nms_version'),
   }
-  written = {k: manifest.get(k) for k in asked}
+  asked = {k: kwargs.get(k, _export_default(k)) for k in written}
+  for key in ('pre_nms_top_k', 'nms_version'):  # None: the teacher's own
+    if asked[key] is None:
+      asked[key] = written[key]
+  return written, asked
+
+
+def _check_same_labelling(manifest, kwargs, pseudo_dir) -> None:
+  """Complete labels are reused only if written as this run asks: a changed
+  binding would otherwise train the student on labels it did not ask for."""
+  written, asked = _labelling_settings(manifest, kwargs)
   if written != asked:
     raise ValueError(
       f'Pseudo labels in {pseudo_dir} were written with {written}, but '

@@ -141,6 +141,29 @@ def test_finished_pipeline_redoes_nothing(resumed, data_dir):
   assert again.stderr.count(': complete in ') == 5
 
 
+def test_changed_export_settings_do_not_reuse_the_labels(resumed, data_dir):
+  """The score floor and NMS are baked into detection shards: a rerun that
+  asks for others stops, naming them, and loses nothing; the same settings
+  (the teacher's own NMS spelled out) are reused. (In the run's own dir: the
+  manifest names its teacher's path, so a copy would relabel.)"""
+  model_dir = resumed[0]
+  before = _summary(model_dir)
+  floor = '--gin_param=self_training_pipeline.export_kwargs = ' + (
+    "{'num_shards': 2, 'batch_size': 8, 'export_floor': 0.2}"
+  )
+  rerun = run_train(_args(model_dir) + [floor], data_dir)
+  assert rerun.returncode != 0
+  assert "'export_floor': 0.2" in rerun.stderr
+  assert 'self_training_pipeline.export_kwargs' in rerun.stderr
+  assert _summary(model_dir) == before
+  same = '--gin_param=self_training_pipeline.export_kwargs = ' + (
+    "{'num_shards': 2, 'export_floor': 0.0, 'nms_iou_threshold': 0.5}"
+  )
+  again = run_train(_args(model_dir) + [same], data_dir)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert '[pipeline] pseudo labels: complete' in again.stderr
+
+
 def test_stage_killed_before_final_eval_is_evaluated(
   resumed, data_dir, tmp_path
 ):
