@@ -351,8 +351,11 @@ def _labelling_settings(manifest, kwargs):
       'pixel_threshold': kwargs['read_threshold'],
       'scales': list(kwargs.get('scales', segmentation_teacher.PAPER_SCALES)),
       'flip': kwargs.get('flip', False),
+      'sliding_window': kwargs.get('sliding_window', False),
     }
-    return {k: manifest.get(k) for k in asked}, asked
+    written = {k: manifest.get(k) for k in asked}
+    written['sliding_window'] = manifest.get('sliding_window', False)
+    return written, asked
   nms = manifest.get('nms') or {}
   written = {
     'export_floor': manifest.get('export_floor'),
@@ -399,6 +402,7 @@ def _manifest_summary(manifest: Dict[str, Any]) -> Dict[str, Any]:
       'teacher_step',
       'scales',
       'flip',
+      'sliding_window',
       'pixel_threshold',
       'images_read',
       'images_written',

@@ -86,12 +86,12 @@ def restore_teacher(teacher_dir: str, checkpoint: Optional[str], **options):
   segmenter (`segmentation_teacher.SegmentationTeacher`), by its params.yaml.
 
   `options`: `score_floor`, `nms_iou_threshold`, `max_detections`,
-  `pre_nms_top_k`, `nms_version` (detection); `scales`, `flip`, `threshold`
-  (segmentation).
+  `pre_nms_top_k`, `nms_version` (detection); `scales`, `flip`, `threshold`,
+  `sliding_window` (segmentation).
   """
   params = teacher_lib.read_params(teacher_dir)
   if teacher_lib.is_segmentation(params):
-    keys = ('scales', 'flip', 'threshold')
+    keys = ('scales', 'flip', 'threshold', 'sliding_window')
     return segmentation_teacher.SegmentationTeacher(
       teacher_dir, checkpoint, **{k: options[k] for k in keys}
     )
@@ -126,6 +126,7 @@ def export_pseudo_labels(
   teacher: Optional[teacher_lib.Teacher] = None,
   scales: Sequence[float] = segmentation_teacher.PAPER_SCALES,
   flip: bool = False,
+  sliding_window: bool = False,
 ) -> Dict[str, Any]:
   """Labels `pool` with the teacher in `teacher_dir`; returns the manifest.
 
@@ -151,6 +152,8 @@ def export_pseudo_labels(
       teacher_dir (the NMS arguments above are then the teacher's own).
     scales: a segmentation teacher's inference scales (the paper's six).
     flip: a segmentation teacher also labels each scale flipped.
+    sliding_window: a segmentation teacher sees canvases larger than its
+      input through input-size windows (`segmentation_teacher`).
 
   A segmentation teacher (by the teacher_dir's params.yaml) writes label maps
   instead of boxes (`segmentation_teacher`): `read_threshold` is then its
@@ -178,6 +181,7 @@ def export_pseudo_labels(
       scales=scales,
       flip=flip,
       threshold=read_threshold,
+      sliding_window=sliding_window,
     )
   tf.io.gfile.makedirs(output_dir)
   todo = _shards_to_do(output_dir, num_shards, shard_indices)

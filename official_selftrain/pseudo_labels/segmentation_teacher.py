@@ -56,6 +56,15 @@ def _build(model_config, size: List[int]) -> tf_keras.Model:
   )
 
 
+def window_starts(length: int, window: int) -> List[int]:
+  """Starts of `window`-long windows covering [0, length), first at 0, last
+  at length - window, neighbours overlapping by at least a third."""
+  if length <= window:
+    return [0]
+  count = math.ceil((length - window) / (window * 2 / 3)) + 1
+  return [round(i * (length - window) / (count - 1)) for i in range(count)]
+
+
 class SegmentationTeacher:
   """Restores a segmentation model from a model_dir and labels images.
 
@@ -73,6 +82,7 @@ class SegmentationTeacher:
     scales: Sequence[float] = PAPER_SCALES,
     flip: bool = False,
     threshold: float = 0.5,
+    sliding_window: bool = False,
   ):
     """Builds one model per padded scale size and restores the checkpoint.
 
@@ -82,6 +92,10 @@ class SegmentationTeacher:
       scales: inference scales, relative to the teacher's input size.
       flip: also label each scale's horizontal flip.
       threshold: pixels whose averaged top probability is below it get 255.
+      sliding_window: a scaled canvas larger than the input is seen through
+        input-size windows (overlapping, logits averaged) instead of whole,
+        padded: the model then sees canvases of the size it was trained on
+        (a scale-jitter crop), whose top level keeps its extent.
     """
     if not scales or min(scales) <= 0:
       raise ValueError(f'scales={scales}: need positive scales.')
@@ -92,9 +106,13 @@ class SegmentationTeacher:
     self.num_classes = model_config.num_classes
     self.ignore_label = self.config.task.losses.ignore_label
     self.scales, self.flip, self.threshold = tuple(scales), flip, threshold
+    self.sliding_window = sliding_window
     stride = 2**model_config.max_level
     self._sizes = {
-      s: [math.ceil(s * d / stride) * stride for d in self.input_size]
+      s: [
+        d if sliding_window else math.ceil(s * d / stride) * stride
+        for d in self.input_size
+      ]
       for s in self.scales
     }
     self._models = {}
@@ -121,18 +139,43 @@ class SegmentationTeacher:
       aug_scale_max=1.0,
     )
 
+  def _logits(self, x, size):
+    """Logits of the canvas x padded to `size`, at that size."""
+    x = tf.image.pad_to_bounding_box(x, 0, 0, *size)
+    logits = self._models[tuple(size)](x, training=False)['logits']
+    return tf.image.resize(tf.cast(logits, tf.float32), size, method='bilinear')
+
+  def _window_logits(self, x, scaled):
+    """Logits of the canvas x ([B, *scaled, 3]) from input-size windows,
+    averaged where they overlap (at least the input size, padded)."""
+    window = list(self.input_size)
+    size = [max(s, w) for s, w in zip(scaled, window)]
+    x = tf.image.pad_to_bounding_box(x, 0, 0, *size)
+    total, count = 0.0, 0.0
+    for y0 in window_starts(size[0], window[0]):
+      for x0 in window_starts(size[1], window[1]):
+        tile = x[:, y0 : y0 + window[0], x0 : x0 + window[1]]
+        pad = [
+          [0, 0],
+          [y0, size[0] - y0 - window[0]],
+          [x0, size[1] - x0 - window[1]],
+          [0, 0],
+        ]
+        total += tf.pad(self._logits(tile, window), pad)
+        count += tf.pad(tf.ones([1, *window, 1]), pad)
+    return total / count
+
   def _probabilities(self, images, scale, flip):
     """Class probabilities on the canvas from the canvas seen at `scale`."""
     height, width = self.input_size
     scaled = [round(scale * height), round(scale * width)]
-    size = self._sizes[scale]
     x = tf.image.resize(images, scaled, method='bilinear')
     if flip:
       x = tf.image.flip_left_right(x)
-    x = tf.image.pad_to_bounding_box(x, 0, 0, *size)
-    logits = self._models[tuple(size)](x, training=False)['logits']
-    logits = tf.cast(logits, tf.float32)
-    logits = tf.image.resize(logits, size, method='bilinear')
+    if self.sliding_window:
+      logits = self._window_logits(x, scaled)
+    else:
+      logits = self._logits(x, self._sizes[scale])
     logits = logits[:, : scaled[0], : scaled[1]]
     if flip:
       logits = tf.image.flip_left_right(logits)
@@ -184,6 +227,7 @@ class SegmentationTeacher:
       'task': 'segmentation',
       'scales': list(self.scales),
       'flip': self.flip,
+      'sliding_window': self.sliding_window,
       'pixel_threshold': self.threshold,
       'teacher_input_size': self.input_size,
     }

@@ -49,6 +49,12 @@ flags.DEFINE_list(
   '0.5,0.75,1,1.25,1.5,1.75).',
 )
 flags.DEFINE_bool('flip', None, 'A segmentation teacher also labels flips.')
+flags.DEFINE_bool(
+  'sliding_window',
+  None,
+  'A segmentation teacher sees scaled canvases larger than its input '
+  'through input-size windows.',
+)
 
 FLAGS = flags.FLAGS
 
@@ -85,6 +91,7 @@ def main(argv):
     'export_floor',
     'batch_size',
     'flip',
+    'sliding_window',
   ):
     if getattr(FLAGS, name) is not None:
       kwargs[name] = getattr(FLAGS, name)

@@ -51,6 +51,62 @@ def test_scales_are_averaged_as_probabilities(seg_teacher_dir, seg_pool):
   assert flipped.shape == full.shape and not np.allclose(flipped, full)
 
 
+@pytest.mark.parametrize(
+  'length,window,starts',
+  [
+    (100, 128, [0]),
+    (128, 128, [0]),
+    (160, 128, [0, 32]),
+    (256, 128, [0, 64, 128]),
+  ],
+)
+def test_windows_cover_the_canvas_with_overlap(length, window, starts):
+  assert segmentation_teacher.window_starts(length, window) == starts
+  for length in range(129, 600, 7):
+    got = segmentation_teacher.window_starts(length, window)
+    assert got[0] == 0 and got[-1] == length - window
+    assert all(0 < b - a <= window * 2 / 3 + 1 for a, b in zip(got, got[1:]))
+
+
+def test_sliding_windows_see_input_size_canvases(seg_teacher_dir, seg_pool):
+  """Scales up to 1 fit one window: the same probabilities as the whole
+  canvas. Above, each pixel gets the mean of the logits of the windows over
+  it, each window seen by the input-size model alone."""
+  images = _images(seg_pool, 2)
+
+  def teacher(scales, window):
+    return segmentation_teacher.SegmentationTeacher(
+      seg_teacher_dir, scales=scales, sliding_window=window
+    )
+
+  small = [0.75, 1.0]
+  np.testing.assert_allclose(
+    _predict(teacher(small, True), images)[0],
+    _predict(teacher(small, False), images)[0],
+    atol=1e-6,
+  )
+  windowed = teacher([2.0], True)
+  assert list(windowed._models) == [(128, 128)]
+  canvas = tf.stack([windowed.preprocess(image)[0] for image in images])
+  scaled = tf.image.resize(canvas, [256, 256], method='bilinear')
+  logits = windowed._window_logits(scaled, [256, 256]).numpy()
+  tile = {
+    s: windowed._logits(scaled[:, s : s + 128, :128], [128, 128]).numpy()
+    for s in (0, 64, 128)
+  }
+  # Rows 0-63 lie in the first window alone, 64-127 in the first two.
+  np.testing.assert_allclose(
+    logits[:, :64, :64], tile[0][:, :64, :64], atol=1e-5
+  )
+  np.testing.assert_allclose(
+    logits[:, 64:128, :64],
+    (tile[0][:, 64:, :64] + tile[64][:, :64, :64]) / 2,
+    atol=1e-5,
+  )
+  whole = _predict(teacher([2.0], False), images)[0]
+  assert not np.allclose(_predict(windowed, images)[0], whole, atol=1e-3)
+
+
 def test_pixels_below_the_threshold_are_ignored(seg_teacher_dir, seg_pool):
   teacher = segmentation_teacher.SegmentationTeacher(
     seg_teacher_dir, scales=[1.0], threshold=0.5
@@ -99,6 +155,7 @@ def test_exporter_writes_label_maps_and_their_manifest(
     scales=[0.75, 1.0, 1.5],
     flip=True,
     read_threshold=0.4,
+    sliding_window=True,
   )
   labels, truth = _records(str(tmp_path)), _truth(seg_pool)
   assert sorted(labels) == sorted(truth) and len(labels) == 12
@@ -107,6 +164,7 @@ def test_exporter_writes_label_maps_and_their_manifest(
   assert set(np.unique(stacked)) <= set(range(7)) | {255}
   assert manifest['complete'] and manifest['images_written'] == 12
   assert manifest['scales'] == [0.75, 1.0, 1.5] and manifest['flip']
+  assert manifest['sliding_window']
   assert manifest['pixel_threshold'] == 0.4
   ignored = stacked == 255
   assert manifest['ignored_pixel_fraction'] == pytest.approx(ignored.mean())
