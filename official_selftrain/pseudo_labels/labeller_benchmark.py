@@ -26,31 +26,26 @@ _QUALITY_KEYS = (
 )
 
 
-def _labellers(teacher_dir, flip, threshold):
-  """{'single_scale', 'multi_scale'}: restored segmentation teachers."""
+def _labellers(teacher_dir, threshold, **multi_scale):
+  """{'single_scale', 'multi_scale'}: restored segmentation teachers;
+  `multi_scale`: the second one's `scales`, `flip`, `sliding_window`."""
   return {
     'single_scale': segmentation_teacher.SegmentationTeacher(
       teacher_dir, scales=(1.0,), threshold=threshold
     ),
     'multi_scale': segmentation_teacher.SegmentationTeacher(
-      teacher_dir,
-      scales=segmentation_teacher.PAPER_SCALES,
-      flip=flip,
-      threshold=threshold,
+      teacher_dir, threshold=threshold, **multi_scale
     ),
   }
 
 
-def _report(wall, cpu, manifests, flip, threshold):
+def _report(wall, cpu, manifests, multi_scale, threshold):
   images = manifests['single_scale']['images_written']
   return {
     'what': 'seg_labeller',
     'num_images': images,
     'pixel_threshold': threshold,
-    'multi_scale': {
-      'scales': list(segmentation_teacher.PAPER_SCALES),
-      'flip': flip,
-    },
+    'multi_scale': {k: manifests['multi_scale'][k] for k in multi_scale},
     'images_per_second': {
       'single_scale': images / statistics.median(wall['model_garden']),
       'multi_scale': images / statistics.median(wall['ours']),
@@ -67,12 +62,23 @@ def _report(wall, cpu, manifests, flip, threshold):
 
 
 def benchmark_seg_labeller(
-  teacher_dir, pool, batch_size, repeats, flip, threshold=0.5
+  teacher_dir,
+  pool,
+  batch_size,
+  repeats,
+  flip,
+  threshold=0.5,
+  scales=segmentation_teacher.PAPER_SCALES,
+  sliding_window=False,
 ):
-  """Exporter images/s and pseudo-label quality, single- vs multi-scale."""
+  """Exporter images/s and pseudo-label quality, single- vs multi-scale
+  (`scales`, `flip`, `sliding_window`; the paper's six scales by default)."""
   work = tempfile.mkdtemp(prefix='benchmark_seg_labeller_')
+  multi_scale = dict(
+    scales=tuple(scales), flip=flip, sliding_window=sliding_window
+  )
   try:
-    labellers = _labellers(teacher_dir, flip, threshold)
+    labellers = _labellers(teacher_dir, threshold, **multi_scale)
     manifests = {}
 
     def run(name):
@@ -93,7 +99,7 @@ def benchmark_seg_labeller(
     wall, cpu = timing.alternating_pairs(
       run, 'multi_scale', 'single_scale', repeats
     )
-    report = _report(wall, cpu, manifests, flip, threshold)
+    report = _report(wall, cpu, manifests, multi_scale, threshold)
     report.update(
       teacher_dir=teacher_dir, batch_size=batch_size, repeats=repeats
     )

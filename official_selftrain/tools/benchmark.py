@@ -42,7 +42,8 @@ Each timed pass follows an untimed warm-up pass over a few batches.
 `seg_labeller`: a segmentation teacher (`--teacher_dir`) labels the pool of a
   segmentation self-training gin file (default `shapes_seg_selftrain.gin`,
   `--num_images` of it) through the exporter end to end, single-scale (1.0,
-  no flip) and multi-scale (the paper's six scales, `--flip` to add flips),
+  no flip) and multi-scale (the paper's six scales or `--scales`, `--flip`
+  to add flips, `--sliding_window` for input-size windows),
   in alternating passes; reports images/s of each, their ratio, and each
   one's pseudo-label quality from its manifest (pixel accuracy against the
   pool's held-aside maps over the pixels it labels, and the ignored fraction).
@@ -80,6 +81,7 @@ from official_selftrain.data import shapes
 from official_selftrain.ops import augment_policies
 from official_selftrain.pseudo_labels import export
 from official_selftrain.pseudo_labels import labeller_benchmark
+from official_selftrain.pseudo_labels import segmentation_teacher
 from official_selftrain.pseudo_labels import shard_writer
 from official_selftrain.pseudo_labels import teacher as teacher_lib
 from official_selftrain.tasks import detection
@@ -92,6 +94,17 @@ flags.DEFINE_enum(
 )
 flags.DEFINE_bool(
   'flip', False, 'Multi-scale also flips (--what=seg_labeller).'
+)
+flags.DEFINE_list(
+  'scales',
+  None,
+  "Multi-scale's scales (default the paper's six; --what=seg_labeller).",
+)
+flags.DEFINE_bool(
+  'sliding_window',
+  False,
+  'Multi-scale sees canvases larger than the input through input-size'
+  ' windows (--what=seg_labeller).',
 )
 flags.DEFINE_float(
   'pixel_threshold',
@@ -360,6 +373,10 @@ def main(argv):
       FLAGS.repeats,
       FLAGS.flip,
       FLAGS.pixel_threshold,
+      scales=[float(x) for x in FLAGS.scales]
+      if FLAGS.scales
+      else segmentation_teacher.PAPER_SCALES,
+      sliding_window=FLAGS.sliding_window,
     )
   else:
     result = benchmark_export(

@@ -219,9 +219,21 @@ def test_labeller_benchmark_compares_scales_on_one_pool(
   # Threshold 0: every pixel labelled, so a barely trained teacher's labels
   # have an accuracy too.
   report = labeller_benchmark.benchmark_seg_labeller(
-    seg_teacher_dir, seg_pool, batch_size=4, repeats=2, flip=True, threshold=0.0
+    seg_teacher_dir,
+    seg_pool,
+    batch_size=4,
+    repeats=2,
+    flip=True,
+    threshold=0.0,
+    scales=(1.0, 1.5),
+    sliding_window=True,
   )
   assert report['num_images'] == 12
+  assert report['multi_scale'] == {
+    'scales': [1.0, 1.5],
+    'flip': True,
+    'sliding_window': True,
+  }
   rates = report['images_per_second']
   assert set(rates) == {'single_scale', 'multi_scale'}
   assert all(r > 0 for r in rates.values())
