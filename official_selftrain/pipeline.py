@@ -31,7 +31,6 @@ from official_selftrain.configs import experiment as experiment_lib
 from official_selftrain.configs import self_training as self_training_configs
 from official_selftrain.pseudo_labels import export
 from official_selftrain.pseudo_labels import manifest as manifest_lib
-from official_selftrain.pseudo_labels import segmentation_teacher
 from official_selftrain.pseudo_labels import shard_files
 
 SUMMARY = 'summary.json'
@@ -347,13 +346,12 @@ def _labelling_settings(manifest, kwargs):
   shards their score floor and NMS (the box threshold is applied when the
   student reads, so it may change freely)."""
   if manifest.get('task') == 'segmentation':
-    asked = {
-      'pixel_threshold': kwargs['read_threshold'],
-      'scales': list(kwargs.get('scales', segmentation_teacher.PAPER_SCALES)),
-      'flip': kwargs.get('flip', False),
-      'sliding_window': kwargs.get('sliding_window', False),
-    }
+    asked = {'pixel_threshold': kwargs['read_threshold']}
+    for key in ('scales', 'flip', 'sliding_window'):
+      asked[key] = kwargs.get(key, _export_default(key))
+    asked['scales'] = list(asked['scales'])
     written = {k: manifest.get(k) for k in asked}
+    # Labels written before the option existed saw whole canvases.
     written['sliding_window'] = manifest.get('sliding_window', False)
     return written, asked
   nms = manifest.get('nms') or {}
