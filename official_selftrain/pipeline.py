@@ -53,6 +53,14 @@ class Pipeline:
   control: bool = True
   supervised_total_steps: bool = True
   export_kwargs: Optional[Dict[str, Any]] = None
+  teacher_warm_start: Optional[experiment_lib.Experiment] = None
+
+  def teacher_steps(self) -> int:
+    """The teacher's steps, its warm start stage's included."""
+    steps = self.teacher.config.trainer.train_steps
+    if self.teacher_warm_start is not None:
+      steps += self.teacher_warm_start.config.trainer.train_steps
+    return steps
 
   def configs(self) -> Dict[str, Any]:
     """Every round-1 stage's config, with placeholder dirs."""
@@ -63,10 +71,12 @@ class Pipeline:
       ),
     )
     configs = {'teacher': self.teacher.config, 'student': student.config}
-    steps = (
-      self.teacher.config.trainer.train_steps
-      + student.config.trainer.train_steps
-    )
+    if self.teacher_warm_start is not None:
+      configs['teacher_warm_start'] = self.teacher_warm_start.config
+      configs['teacher'] = self_training_configs.warm_started(
+        self.teacher, '<model_dir>/teacher_warm_start'
+      ).config
+    steps = self.teacher_steps() + student.config.trainer.train_steps
     for label, _, experiment in self.baselines(student, steps):
       configs[label] = experiment.config
     return configs
@@ -122,6 +132,7 @@ def self_training_pipeline(
   control: bool = True,
   supervised_total_steps: bool = True,
   export_kwargs: Optional[Dict[str, Any]] = None,
+  teacher_warm_start: Optional[experiment_lib.Experiment] = None,
 ) -> Pipeline:
   """Binds a pipeline.
 
@@ -138,6 +149,10 @@ def self_training_pipeline(
       so far), same human batch: the best supervised model within the
       student's compute.
     export_kwargs: extra `export_pseudo_labels` arguments (thresholds, NMS).
+    teacher_warm_start: a supervised experiment trained first (e.g. the
+      teacher's run under Augment-S1, scoped in gin); the teacher then starts
+      from all of its weights. Its steps count in the teacher's for the
+      all-steps arm.
 
   Returns:
     Pipeline.
@@ -150,6 +165,7 @@ def self_training_pipeline(
     control=control,
     supervised_total_steps=supervised_total_steps,
     export_kwargs=export_kwargs,
+    teacher_warm_start=teacher_warm_start,
   )
 
 
@@ -263,8 +279,9 @@ def run(pipeline: Pipeline, model_dir: str, run_fn) -> Dict[str, Any]:
     pseudo-label statistics.
   """
   teacher_dir = os.path.join(model_dir, 'teacher')
-  teacher = run_stage('teacher', pipeline.teacher, teacher_dir, run_fn)
-  total_steps = pipeline.teacher.config.trainer.train_steps
+  teacher_experiment, warm_start = _teacher(pipeline, model_dir, run_fn)
+  teacher = run_stage('teacher', teacher_experiment, teacher_dir, run_fn)
+  total_steps = pipeline.teacher_steps()
   rounds: List[Dict[str, Any]] = []
   for round_index in range(1, pipeline.rounds + 1):
     round_dir = os.path.join(model_dir, f'round{round_index}')
@@ -303,10 +320,25 @@ def run(pipeline: Pipeline, model_dir: str, run_fn) -> Dict[str, Any]:
     teacher, teacher_dir = arms['student'], student_dir
   summary = dict(rounds[-1])
   summary['rounds'] = rounds
+  if warm_start is not None:
+    summary['teacher_warm_start'] = warm_start
   with tf.io.gfile.GFile(os.path.join(model_dir, SUMMARY), 'w') as f:
     json.dump(summary, f, indent=1)
   print(format_table(rounds))
   return summary
+
+
+def _teacher(pipeline: Pipeline, model_dir: str, run_fn):
+  """(teacher experiment, warm start stage's metrics or None), after
+  training its warm start stage if it has one."""
+  if pipeline.teacher_warm_start is None:
+    return pipeline.teacher, None
+  warm_dir = os.path.join(model_dir, 'teacher_warm_start')
+  warm = run_stage(
+    'teacher warm start', pipeline.teacher_warm_start, warm_dir, run_fn
+  )
+  teacher = self_training_configs.warm_started(pipeline.teacher, warm_dir)
+  return teacher, warm
 
 
 def _pseudo_labels(

@@ -255,3 +255,41 @@ def test_segmentation_runs_through_the_same_pipeline(data_dir, tmp_path):
   assert task['train_data']['pseudo_label_data']['input_path'].endswith(
     'pseudo-*.tfrecord'
   )
+
+
+def test_teacher_warm_start_stage_starts_the_teacher(data_dir, tmp_path):
+  """A two-stage teacher: the warm start trains first, the teacher restores
+  all of its weights, and its steps count in the all-steps arm's."""
+  model_dir = str(tmp_path / 'warm')
+  result = run_train(
+    _args(model_dir)
+    + [
+      '--gin_param=self_training_pipeline.teacher_warm_start = '
+      '@warm_start/detection_experiment()',
+      '--gin_param=warm_start/detection_experiment.train_steps = 4',
+      "--gin_param=warm_start/detection_experiment.policy = 'S1'",
+      "--gin_param=detection_experiment.policy = 'S4'",
+    ],
+    data_dir,
+  )
+  assert result.returncode == 0, result.stderr[-3000:]
+  summary = _summary(model_dir)
+  assert summary['teacher_warm_start']['step'] == 4
+  warm_dir = os.path.join(model_dir, 'teacher_warm_start')
+  with open(os.path.join(warm_dir, 'params.yaml')) as f:
+    warm_task = yaml.safe_load(f)['task']
+  assert not warm_task['init_checkpoint']
+  assert warm_task['train_data']['parser']['aug_type'] is None  # S1
+  teacher_dir = os.path.join(model_dir, 'teacher')
+  with open(os.path.join(teacher_dir, 'params.yaml')) as f:
+    task = yaml.safe_load(f)['task']
+  assert task['init_checkpoint'] == warm_dir
+  assert task['init_checkpoint_modules'] == 'all'
+  assert task['train_data']['parser']['aug_type']['type'] == 'randaug'  # S4
+  with open(os.path.join(teacher_dir, 'init_restore.json')) as f:
+    report = json.load(f)
+  assert report['checkpoint'].startswith(os.path.join(warm_dir, 'ckpt-4'))
+  assert report['counts']['restored'] > 0
+  assert report['left_at_init'] == []
+  # warm start 4 + teacher 6 + student 4.
+  assert summary['supervised_total_steps']['step'] == 14

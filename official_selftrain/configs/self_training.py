@@ -280,6 +280,29 @@ def supervised_control(
   return student.replace(config=config)
 
 
+def warm_started(
+  teacher: experiment_lib.Experiment, checkpoint_dir: str
+) -> experiment_lib.Experiment:
+  """The teacher's run started from every weight of another run's last
+  checkpoint (a teacher trained in two stages, e.g. Augment-S1 then -S4).
+
+  Args:
+    teacher: the teacher experiment.
+    checkpoint_dir: the first stage's model dir.
+
+  Returns:
+    The teacher experiment with that init.
+  """
+  config = teacher.config.replace()
+  config.task.init_checkpoint = checkpoint_dir
+  config.task.init_checkpoint_modules = 'all'
+  config.task.init_checkpoint_converter = ''
+  config.task.init_checkpoint_hint = (
+    '(the teacher warm start stage of this pipeline)'
+  )
+  return teacher.replace(config=config)
+
+
 def supervised_from_scratch(
   teacher: experiment_lib.Experiment,
   student: experiment_lib.Experiment,

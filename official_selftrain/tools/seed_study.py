@@ -51,9 +51,10 @@ def run_seed(seed: int, model_dir: str, run_fn) -> Dict[str, Any]:
   summary = job.run(
     'train_and_eval', os.path.join(model_dir, f'seed{seed}'), run_fn
   )
-  steps = [summary['teacher'].get('step', 0)] + [
-    r['student'].get('step', 0) for r in summary['rounds']
-  ]
+  steps = [
+    (summary.get('teacher_warm_start') or {}).get('step', 0),
+    summary['teacher'].get('step', 0),
+  ] + [r['student'].get('step', 0) for r in summary['rounds']]
   summary['total_steps'] = sum(steps)
   return summary
 
