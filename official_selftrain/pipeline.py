@@ -42,6 +42,10 @@ def primary_metric(metrics: Optional[Dict[str, Any]]) -> str:
   return MIOU if metrics and MIOU in metrics else 'AP'
 
 
+# The warm start stage's dir under the pipeline's model dir.
+WARM_START_DIR = 'teacher_warm_start'
+
+
 @dataclasses.dataclass
 class Pipeline:
   """A self-training pipeline, as bound in gin; `run` executes it."""
@@ -74,7 +78,7 @@ class Pipeline:
     if self.teacher_warm_start is not None:
       configs['teacher_warm_start'] = self.teacher_warm_start.config
       configs['teacher'] = self_training_configs.warm_started(
-        self.teacher, '<model_dir>/teacher_warm_start'
+        self.teacher, f'<model_dir>/{WARM_START_DIR}'
       ).config
     steps = self.teacher_steps() + student.config.trainer.train_steps
     for label, _, experiment in self.baselines(student, steps):
@@ -333,7 +337,7 @@ def _teacher(pipeline: Pipeline, model_dir: str, run_fn):
   training its warm start stage if it has one."""
   if pipeline.teacher_warm_start is None:
     return pipeline.teacher, None
-  warm_dir = os.path.join(model_dir, 'teacher_warm_start')
+  warm_dir = os.path.join(model_dir, WARM_START_DIR)
   warm = run_stage(
     'teacher warm start', pipeline.teacher_warm_start, warm_dir, run_fn
   )
