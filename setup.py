@@ -26,6 +26,7 @@ TOOLS = (
   'create_coco_tfrecords',
   'create_voc_tfrecords',
   'export_pseudo_labels',
+  'export_saved_model',
   'visualize',
   'benchmark',
   'learning_curve',

@@ -15,6 +15,10 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from helpers import TINY_GIN  # noqa: E402
+from helpers import TINY_SEG_GIN  # noqa: E402
+from helpers import run_train  # noqa: E402
+
 from official_selftrain import registry_imports  # noqa: E402, F401
 
 
@@ -37,3 +41,26 @@ def clear_gin():
   gin.clear_config()
   yield
   gin.clear_config()
+
+
+def _trained(gin_file, data_dir, tmp_path_factory, name):
+  """The model_dir of a tiny model `gin_file` trains (in a subprocess)."""
+  model_dir = str(tmp_path_factory.mktemp(name))
+  result = run_train(
+    [f'--gin_file={gin_file}', f'--model_dir={model_dir}', '--mode=train'],
+    data_dir,
+  )
+  assert result.returncode == 0, result.stderr[-3000:]
+  return model_dir
+
+
+@pytest.fixture(scope='session')
+def teacher_dir(data_dir, tmp_path_factory):
+  """A tiny teacher, trained once for these tests."""
+  return _trained(TINY_GIN, data_dir, tmp_path_factory, 'teacher')
+
+
+@pytest.fixture(scope='session')
+def seg_teacher_dir(data_dir, tmp_path_factory):
+  """A tiny segmentation teacher (128 px), trained once for these tests."""
+  return _trained(TINY_SEG_GIN, data_dir, tmp_path_factory, 'seg_teacher')

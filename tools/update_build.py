@@ -98,7 +98,9 @@ def deps_of(path, modules):
       top = name.split('.')[0]
       if top in THIRD_PARTY:
         third_party.add(THIRD_PARTY[top])
-  if path.startswith('tests/'):
+  # pytest loads conftests for test files; helpers a conftest imports must
+  # not depend on it back.
+  if path.startswith('tests/') and path.endswith('_test.py'):
     deps.update(_conftests(path, modules))
   deps.discard(':' + target_name(path))
   return sorted(deps), sorted(third_party)

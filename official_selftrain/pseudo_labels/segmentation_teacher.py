@@ -83,6 +83,7 @@ class SegmentationTeacher:
     flip: bool = False,
     threshold: float = 0.5,
     sliding_window: bool = False,
+    config: Optional[cfg.ExperimentConfig] = None,
   ):
     """Builds one model per padded scale size and restores the checkpoint.
 
@@ -96,10 +97,14 @@ class SegmentationTeacher:
         input-size windows (overlapping, logits averaged) instead of whole,
         padded: the model then sees canvases of the size it was trained on
         (a scale-jitter crop), whose top level keeps its extent.
+      config: the teacher's config (default: model_dir's params.yaml); with
+        it and `checkpoint`, model_dir may be None.
     """
     if not scales or min(scales) <= 0:
       raise ValueError(f'scales={scales}: need positive scales.')
-    self.config = load_experiment_config(teacher_lib.read_params(model_dir))
+    self.config = config or load_experiment_config(
+      teacher_lib.read_params(model_dir)
+    )
     self.checkpoint = teacher_lib.latest_checkpoint(model_dir, checkpoint)
     model_config = self.config.task.model
     self.input_size = list(model_config.input_size[:2])
@@ -127,6 +132,14 @@ class SegmentationTeacher:
       self.scales,
       self.flip,
     )
+
+  @property
+  def model(self) -> tf_keras.Model:
+    """The model, where every scale runs at one padded size (as at scale 1
+    alone, for serving)."""
+    if len(self._models) != 1:
+      raise ValueError(f'{len(self._models)} models, one per padded size.')
+    return next(iter(self._models.values()))
 
   def preprocess(self, image: tf.Tensor):
     """uint8 [H, W, 3] -> (the input canvas, image_info), no augmentation."""

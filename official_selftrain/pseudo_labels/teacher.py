@@ -154,6 +154,7 @@ class Teacher:
     max_detections: int = 100,
     pre_nms_top_k: Optional[int] = None,
     nms_version: Optional[str] = None,
+    config: Optional[cfg.ExperimentConfig] = None,
   ):
     """Builds the model and restores the checkpoint.
 
@@ -165,8 +166,10 @@ class Teacher:
       max_detections: boxes kept per image.
       pre_nms_top_k: per-level candidates before NMS (None: the teacher's).
       nms_version: Model Garden NMS version (None: the teacher's).
+      config: the teacher's config (default: model_dir's params.yaml); with
+        it and `checkpoint`, model_dir may be None.
     """
-    self.config = load_experiment_config(model_dir)
+    self.config = config or load_experiment_config(model_dir)
     self.checkpoint = latest_checkpoint(model_dir, checkpoint)
     model_config = self.config.task.model
     self.nms = _configure_nms(

@@ -1,28 +1,14 @@
-"""Fixtures of the pseudo-label tests: a tiny trained teacher and a pool."""
+"""Fixtures of the pseudo-label tests: pools (the teachers are in
+tests/conftest.py)."""
 
 import os
 
-from helpers import TINY_GIN
-from helpers import TINY_SEG_GIN
 from helpers import TINY_SPEC
-from helpers import run_train
 import pytest
 
 from official_selftrain.data import embedded
 from official_selftrain.data import pools
 from official_selftrain.data import shapes
-
-
-@pytest.fixture(scope='session')
-def teacher_dir(data_dir, tmp_path_factory):
-  """A tiny teacher, trained once for these tests."""
-  model_dir = str(tmp_path_factory.mktemp('teacher'))
-  result = run_train(
-    [f'--gin_file={TINY_GIN}', f'--model_dir={model_dir}', '--mode=train'],
-    data_dir,
-  )
-  assert result.returncode == 0, result.stderr[-3000:]
-  return model_dir
 
 
 @pytest.fixture
@@ -46,18 +32,6 @@ def pool(tmp_path_factory):
     num_shards=3,
   )
   return pools.TFRecordPool(os.path.join(out, 'data-*.tfrecord'))
-
-
-@pytest.fixture(scope='session')
-def seg_teacher_dir(data_dir, tmp_path_factory):
-  """A tiny segmentation teacher (128 px), trained once for these tests."""
-  model_dir = str(tmp_path_factory.mktemp('seg_teacher'))
-  result = run_train(
-    [f'--gin_file={TINY_SEG_GIN}', f'--model_dir={model_dir}', '--mode=train'],
-    data_dir,
-  )
-  assert result.returncode == 0, result.stderr[-3000:]
-  return model_dir
 
 
 @pytest.fixture(scope='session')
