@@ -29,10 +29,12 @@ import tensorflow as tf
 from official_selftrain import progress as progress_lib
 from official_selftrain.data import pools
 from official_selftrain.pseudo_labels import manifest as manifest_lib
+from official_selftrain.pseudo_labels import saved_model_teacher
 from official_selftrain.pseudo_labels import segmentation_teacher
 from official_selftrain.pseudo_labels import shard_files
 from official_selftrain.pseudo_labels import shard_writer
 from official_selftrain.pseudo_labels import teacher as teacher_lib
+from official_selftrain.serving import export as serving_export
 
 
 def _shards_to_do(
@@ -81,14 +83,32 @@ def _manifest_header(
   return header
 
 
+def _saved_model_teacher(path: str, checkpoint: Optional[str], **options):
+  if checkpoint:
+    raise ValueError(f'{path} is a SavedModel: it takes no teacher checkpoint.')
+  task = serving_export.read_info(path)['task']
+  if task == 'segmentation':
+    keys = ('scales', 'flip', 'threshold', 'sliding_window')
+    return saved_model_teacher.SavedModelSegmentationTeacher(
+      path, **{k: options[k] for k in keys}
+    )
+  keys = ('score_floor', 'nms_iou_threshold', 'max_detections')
+  return saved_model_teacher.SavedModelTeacher(
+    path, **{k: options[k] for k in keys}
+  )
+
+
 def restore_teacher(teacher_dir: str, checkpoint: Optional[str], **options):
   """The teacher a model_dir holds: a detector (`teacher.Teacher`) or a
-  segmenter (`segmentation_teacher.SegmentationTeacher`), by its params.yaml.
+  segmenter (`segmentation_teacher.SegmentationTeacher`), by its params.yaml;
+  or a SavedModel of either (`saved_model_teacher`).
 
   `options`: `score_floor`, `nms_iou_threshold`, `max_detections`,
   `pre_nms_top_k`, `nms_version` (detection); `scales`, `flip`, `threshold`,
   `sliding_window` (segmentation).
   """
+  if saved_model_teacher.is_saved_model(teacher_dir):
+    return _saved_model_teacher(teacher_dir, checkpoint, **options)
   params = teacher_lib.read_params(teacher_dir)
   if teacher_lib.is_segmentation(params):
     keys = ('scales', 'flip', 'threshold', 'sliding_window')
@@ -131,7 +151,8 @@ def export_pseudo_labels(
   """Labels `pool` with the teacher in `teacher_dir`; returns the manifest.
 
   Args:
-    teacher_dir: model_dir of the trained teacher.
+    teacher_dir: model_dir of the trained teacher, or a SavedModel of one
+      (`tools/export_saved_model.py`).
     pool: an unlabelled pool (`@tfrecord_pool()`, `@image_folder_pool()`,
       `@tfds_pool()`).
     output_dir: where shards and manifest.json go.

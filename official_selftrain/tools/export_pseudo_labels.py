@@ -27,7 +27,9 @@ from official_selftrain import registry_imports  # noqa: F401
 from official_selftrain.data import pools
 from official_selftrain.pseudo_labels import export
 
-flags.DEFINE_string('teacher_dir', None, 'model_dir of the trained teacher.')
+flags.DEFINE_string(
+  'teacher_dir', None, 'model_dir of the trained teacher, or its SavedModel.'
+)
 flags.DEFINE_string(
   'pool', None, 'TFRecord glob, image folder/glob, or tfds:NAME:SPLIT.'
 )

@@ -1,0 +1,177 @@
+"""A SavedModel teacher labels a pool as the checkpoint it was exported from."""
+
+import io
+import os
+
+import numpy as np
+from PIL import Image
+import pytest
+import tensorflow as tf
+
+from official_selftrain.data import pools
+from official_selftrain.data import shapes
+from official_selftrain.pseudo_labels import export
+from official_selftrain.serving import export as serving_export
+
+pytestmark = pytest.mark.slow
+
+# The tiny detector's scores sit near the focal prior (~0.015): export and
+# label below that, so records hold boxes to compare.
+SERVED_FLOOR = 0.005
+EXPORT_FLOOR = 0.01
+SEGMENTATION_MAP = 'image/segmentation/class/encoded'
+
+
+def _saved_model(model_dir, path, score_threshold=None):
+  run_dir, checkpoint = serving_export.resolve_checkpoint(model_dir)
+  serving_export.export_saved_model(
+    serving_export.experiment_config(run_dir, None),
+    checkpoint,
+    path,
+    score_threshold=score_threshold,
+  )
+  return path
+
+
+@pytest.fixture(scope='module')
+def detector_saved_model(teacher_dir, tmp_path_factory):
+  path = str(tmp_path_factory.mktemp('served') / 'detector')
+  return _saved_model(teacher_dir, path, SERVED_FLOOR)
+
+
+@pytest.fixture(scope='module')
+def mixed_size_pool(tmp_path_factory):
+  """An image folder of PNGs of three sizes."""
+  folder = tmp_path_factory.mktemp('mixed_pool')
+  spec = shapes.SceneSpec(image_size=96, max_objects=3)
+  for i, (height, width) in enumerate([(64, 64), (96, 80), (48, 72)] * 2):
+    image = shapes.det_scene(0, 'unlabeled', i, spec).image
+    Image.fromarray(image).resize((width, height)).save(folder / f'{i}.png')
+  return pools.ImageFolderPool(str(folder))
+
+
+def _records(output_dir):
+  """source id -> {feature: values} of every pseudo-label record."""
+  pattern = os.path.join(output_dir, 'pseudo-*.tfrecord')
+  records = {}
+  for raw in tf.data.TFRecordDataset(tf.io.gfile.glob(pattern)):
+    example = tf.train.Example.FromString(raw.numpy())
+    features = {}
+    for key, feature in example.features.feature.items():
+      kind = feature.WhichOneof('kind')
+      features[key] = list(getattr(feature, kind).value)
+    records[features['image/source_id'][0]] = features
+  return records
+
+
+def _label(teacher, pool, output_dir, **options):
+  export.export_pseudo_labels(
+    teacher_dir=teacher, pool=pool, output_dir=output_dir, **options
+  )
+  return _records(output_dir)
+
+
+_BOX_KEYS = [f'image/object/bbox/{k}' for k in ('ymin', 'xmin', 'ymax', 'xmax')]
+
+
+def _detections(record):
+  """[(class, score, box)] of a record."""
+  boxes = np.stack([record[k] for k in _BOX_KEYS], axis=-1).reshape(-1, 4)
+  return list(
+    zip(
+      record['image/object/class/label'],
+      record['image/object/score'],
+      boxes,
+    )
+  )
+
+
+def _unmatched(ours, theirs):
+  """Detections of `ours` with no equal one (class, score, box within float
+  noise) in `theirs`. Matched as sets: the tiny teacher scores many boxes
+  alike, and float noise may swap their order."""
+  left = list(theirs)
+  missing = 0
+  for label, score, box in ours:
+    for j, (other_label, other_score, other_box) in enumerate(left):
+      if (
+        label == other_label
+        and abs(score - other_score) < 1e-5
+        and np.abs(box - other_box).max() < 1e-4
+      ):
+        del left[j]
+        break
+    else:
+      missing += 1
+  return missing
+
+
+def _assert_same_boxes(ours, theirs):
+  assert ours.keys() == theirs.keys()
+  total = unmatched = 0
+  for source_id, record in ours.items():
+    other = theirs[source_id]
+    for key in ('image/height', 'image/width', 'image/encoded'):
+      assert record[key] == other[key], (source_id, key)
+    mine, yours = _detections(record), _detections(other)
+    assert abs(len(mine) - len(yours)) <= 1, source_id
+    total += len(mine)
+    unmatched += _unmatched(mine, yours)
+  assert total > len(ours)  # the comparison saw boxes
+  # Only ties at the floor or at the detection cap may differ.
+  assert unmatched <= 0.02 * total, (unmatched, total)
+
+
+@pytest.mark.parametrize('pool_name', ['pool', 'mixed_size_pool'])
+def test_saved_model_detector_labels_as_its_checkpoint(
+  pool_name, teacher_dir, detector_saved_model, tmp_path, request
+):
+  pool = request.getfixturevalue(pool_name)
+  options = dict(export_floor=EXPORT_FLOOR, batch_size=4, num_shards=2)
+  checkpoint = _label(teacher_dir, pool, str(tmp_path / 'ckpt'), **options)
+  served = _label(
+    detector_saved_model, pool, str(tmp_path / 'served'), **options
+  )
+  _assert_same_boxes(served, checkpoint)
+
+
+def test_a_floor_below_the_served_one_names_the_export_flag(
+  detector_saved_model, pool, tmp_path
+):
+  with pytest.raises(ValueError, match='--score_threshold=0.001'):
+    export.export_pseudo_labels(
+      teacher_dir=detector_saved_model,
+      pool=pool,
+      output_dir=str(tmp_path / 'out'),
+      export_floor=0.001,
+    )
+
+
+def _label_maps(records):
+  return {
+    source_id: np.asarray(Image.open(io.BytesIO(r[SEGMENTATION_MAP][0])))
+    for source_id, r in records.items()
+  }
+
+
+def test_saved_model_segmenter_labels_as_its_checkpoint(
+  seg_teacher_dir, seg_pool, tmp_path
+):
+  saved = _saved_model(seg_teacher_dir, str(tmp_path / 'segmenter'))
+  options = dict(scales=[1.0], flip=True, read_threshold=0.8, batch_size=4)
+  checkpoint = _label_maps(
+    _label(seg_teacher_dir, seg_pool, str(tmp_path / 'ckpt'), **options)
+  )
+  served = _label_maps(
+    _label(saved, seg_pool, str(tmp_path / 'srv'), **options)
+  )
+  assert served.keys() == checkpoint.keys()
+  for source_id, labels in checkpoint.items():
+    assert served[source_id].shape == labels.shape
+    assert (served[source_id] == labels).mean() > 0.999, source_id
+  ignored = np.mean([(m == 255).mean() for m in checkpoint.values()])
+  assert 0 < ignored < 1  # the threshold was applied on both sides
+  with pytest.raises(ValueError, match='--scales=1'):
+    export.export_pseudo_labels(
+      teacher_dir=saved, pool=seg_pool, output_dir=str(tmp_path / 'ms')
+    )
