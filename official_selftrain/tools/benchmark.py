@@ -51,6 +51,16 @@ Each timed pass follows an untimed warm-up pass over a few batches.
   python -m official_selftrain.tools.benchmark --what=seg_labeller \
       --teacher_dir=runs/seg_st/teacher --num_images=500 --repeats=2 \
       --output=docs/benchmark_seg_labeller.json
+
+`serving`: a trained model (`--teacher_dir`: any run's model_dir) exported
+  as a SavedModel and loaded back, against the restored Keras model behind
+  the same serving code, on the same images in one process, alternating
+  passes (`serving.benchmark`): images/s of each and their ratio, the bytes
+  signature's images/s, the export's size on disk.
+
+  python -m official_selftrain.tools.benchmark --what=serving \
+      --teacher_dir=runs/shapes_selftrain/round1/student --num_images=512 \
+      --batch_size=16 --repeats=4 --output=docs/benchmark_serving.json
 """
 
 import json
@@ -84,12 +94,13 @@ from official_selftrain.pseudo_labels import labeller_benchmark
 from official_selftrain.pseudo_labels import segmentation_teacher
 from official_selftrain.pseudo_labels import shard_writer
 from official_selftrain.pseudo_labels import teacher as teacher_lib
+from official_selftrain.serving import benchmark as serving_benchmark
 from official_selftrain.tasks import detection
 
 flags.DEFINE_enum(
   'what',
   'export',
-  ['export', 'augment', 'train', 'seg_labeller'],
+  ['export', 'augment', 'train', 'seg_labeller', 'serving'],
   'What to measure.',
 )
 flags.DEFINE_bool(
@@ -359,6 +370,10 @@ def main(argv):
     result['gin_files'] = FLAGS.gin_file or ['shapes_s1.gin']
     result['gin_params'] = list(FLAGS.gin_param)
     result['cpu_count'] = os.cpu_count()
+  elif FLAGS.what == 'serving':
+    result = serving_benchmark.benchmark_serving(
+      FLAGS.teacher_dir, FLAGS.num_images, FLAGS.batch_size, FLAGS.repeats
+    )
   elif FLAGS.what == 'seg_labeller':
     cli.parse_gin_flags(
       default_files=['shapes_seg_selftrain.gin'],

@@ -16,6 +16,7 @@ import tensorflow as tf
 from official_selftrain.data import shapes
 from official_selftrain.pseudo_labels import segmentation_teacher
 from official_selftrain.pseudo_labels import teacher as teacher_lib
+from official_selftrain.serving import benchmark as serving_benchmark
 from official_selftrain.serving import export
 
 pytestmark = pytest.mark.slow
@@ -304,3 +305,19 @@ def test_a_gin_model_that_differs_from_the_runs_is_named(teacher_dir, tmp_path):
   assert result.returncode == 1
   assert 'decoder.fpn.num_filters (24 vs 16)' in result.stderr, result.stderr
   assert not os.path.exists(tmp_path / 'out')
+
+
+def test_serving_benchmark_compares_saved_model_and_keras(teacher_dir):
+  report = serving_benchmark.benchmark_serving(
+    teacher_dir, num_images=8, batch_size=4, repeats=2
+  )
+  rates = report['images_per_second']
+  assert set(rates) == {'saved_model', 'keras', 'saved_model_image_bytes'}
+  assert all(r > 0 for r in rates.values())
+  assert report['saved_model_over_keras'] > 0
+  # The exported variables are the model's weights (float32), no optimizer
+  # slots; the rest is the graph of the three signatures.
+  weights = report['float32_weight_bytes']
+  assert weights < report['variables_bytes_on_disk'] < 1.05 * weights
+  assert report['export_bytes_on_disk'] > report['variables_bytes_on_disk']
+  assert max(report['max_abs_output_difference'].values()) < 1e-3
