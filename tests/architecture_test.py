@@ -22,7 +22,7 @@ LAYERS = (
   ('progress', 'timing', 'config_files', 'losses', 'ops'),
   ('data',),
   ('configs',),
-  ('pseudo_labels',),
+  ('pseudo_labels', 'serving'),
   ('tasks',),
   ('train_lib', 'pipeline', 'noisy_student'),
   ('studies',),
