@@ -128,3 +128,24 @@ def write_pseudo_labels(path, count, spec):
           scores,
         ).SerializeToString()
       )
+
+
+def unmatched_detections(ours, theirs, box_tolerance, score_tolerance=1e-5):
+  """How many of `ours` [(class, score, box)] have no equal detection in
+  `theirs` (class equal, score and box within the tolerances). Matched as
+  sets: an untrained detector scores many boxes alike, and float noise
+  between two equal computations may swap their order or the last one kept."""
+  left = list(theirs)
+  missing = 0
+  for label, score, box in ours:
+    for j, (other_label, other_score, other_box) in enumerate(left):
+      if (
+        label == other_label
+        and abs(score - other_score) < score_tolerance
+        and np.abs(np.asarray(box) - other_box).max() < box_tolerance
+      ):
+        del left[j]
+        break
+    else:
+      missing += 1
+  return missing

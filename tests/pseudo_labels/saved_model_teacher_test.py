@@ -3,6 +3,7 @@
 import io
 import os
 
+from helpers import unmatched_detections
 import numpy as np
 from PIL import Image
 import pytest
@@ -86,26 +87,6 @@ def _detections(record):
   )
 
 
-def _unmatched(ours, theirs):
-  """Detections of `ours` with no equal one (class, score, box within float
-  noise) in `theirs`. Matched as sets: the tiny teacher scores many boxes
-  alike, and float noise may swap their order."""
-  left = list(theirs)
-  missing = 0
-  for label, score, box in ours:
-    for j, (other_label, other_score, other_box) in enumerate(left):
-      if (
-        label == other_label
-        and abs(score - other_score) < 1e-5
-        and np.abs(box - other_box).max() < 1e-4
-      ):
-        del left[j]
-        break
-    else:
-      missing += 1
-  return missing
-
-
 def _assert_same_boxes(ours, theirs):
   assert ours.keys() == theirs.keys()
   total = unmatched = 0
@@ -116,7 +97,7 @@ def _assert_same_boxes(ours, theirs):
     mine, yours = _detections(record), _detections(other)
     assert abs(len(mine) - len(yours)) <= 1, source_id
     total += len(mine)
-    unmatched += _unmatched(mine, yours)
+    unmatched += unmatched_detections(mine, yours, box_tolerance=1e-4)
   assert total > len(ours)  # the comparison saw boxes
   # Only ties at the floor or at the detection cap may differ.
   assert unmatched <= 0.02 * total, (unmatched, total)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 from helpers import run_tool
+from helpers import unmatched_detections
 import numpy as np
 from PIL import Image
 import pytest
@@ -203,11 +204,14 @@ def _served(served, name, i):
 
 
 def _assert_same_detections(a, b):
-  (boxes_a, scores_a, classes_a), (boxes_b, scores_b, classes_b) = a, b
-  assert len(scores_a) == len(scores_b) > 0
-  np.testing.assert_allclose(scores_a, scores_b, atol=1e-4)
-  np.testing.assert_allclose(boxes_a, boxes_b, atol=0.05)  # pixels
-  np.testing.assert_array_equal(classes_a, classes_b)
+  """(boxes, scores, classes) of one image: the same detections, as sets up
+  to float-noise ties (`helpers.unmatched_detections`)."""
+  assert abs(len(a[1]) - len(b[1])) <= 1 and len(b[1]) > 0
+  mine, yours = list(zip(a[2], a[1], a[0])), list(zip(b[2], b[1], b[0]))
+  missing = unmatched_detections(
+    mine, yours, box_tolerance=0.05, score_tolerance=1e-4
+  )  # box in pixels
+  assert missing <= 0.02 * len(yours), (missing, len(yours))
 
 
 def test_fresh_process_serves_the_keras_models_detections(
@@ -233,7 +237,7 @@ def test_fresh_process_serves_the_keras_models_detections(
 def test_bad_bytes_fail_and_the_model_keeps_serving(detector_served):
   served = detector_served
   assert str(served['bad_bytes_error']) == 'InvalidArgumentError'
-  np.testing.assert_allclose(
+  np.testing.assert_array_equal(
     served['after_bad/detection_scores'], served['single0/detection_scores']
   )
 
