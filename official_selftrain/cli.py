@@ -50,6 +50,7 @@ USER_ERRORS = (
   teacher.NoCheckpointError,
   train_lib.UndecodableRecordsError,
   train_lib.TrainingDivergedError,
+  train_lib.WorkerLostError,
 )
 
 
@@ -102,9 +103,10 @@ def supervised_experiment(job) -> experiment_lib.Experiment:
   return job
 
 
-def one_device_run_fn():
-  """`run_experiment` for a job's `run` on one device."""
-  strategy = train_lib.build_strategy('one_device', None, None)
+def default_run_fn():
+  """`run_experiment` for a job's `run` under the default strategy (one
+  device, or Mirrored over this host's GPUs)."""
+  strategy = train_lib.build_strategy('auto', None, None)
   return functools.partial(train_lib.run, strategy=strategy)
 
 

@@ -30,6 +30,7 @@ from official_selftrain import progress
 from official_selftrain.configs import experiment as experiment_lib
 from official_selftrain.configs import self_training as self_training_configs
 from official_selftrain.pseudo_labels import export
+from official_selftrain.pseudo_labels import hosts
 from official_selftrain.pseudo_labels import manifest as manifest_lib
 from official_selftrain.pseudo_labels import shard_files
 
@@ -367,7 +368,25 @@ def _pseudo_labels(
     pool=pipeline.pool,
     output_dir=pseudo_dir,
     **kwargs,
+    **_host_shards(kwargs),
   )
+
+
+def _host_shards(kwargs: Dict[str, Any]) -> Dict[str, Any]:
+  """The shards this worker labels when the pipeline runs on a cluster
+  (TF_CONFIG, as for MultiWorkerMirroredStrategy): each worker labels its own
+  and waits for the others', since every worker trains on all of them."""
+  host = hosts.from_tf_config()
+  if host is None:
+    return {}
+  num_shards = kwargs.get('num_shards', _export_default('num_shards'))
+  logging.info(
+    '[pipeline] pseudo labels: %s labels shards %s of %d.',
+    host.describe(),
+    host.shards(num_shards),
+    num_shards,
+  )
+  return {'shard_indices': host.shards(num_shards), 'wait_for_all': True}
 
 
 def _export_default(name: str) -> Any:

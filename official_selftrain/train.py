@@ -26,11 +26,17 @@ flags.DEFINE_string(
   'model_dir', None, 'Checkpoints, summaries and results go here.'
 )
 flags.DEFINE_enum(
-  'strategy', 'one_device', train_lib.STRATEGIES, 'tf.distribute strategy.'
+  'strategy',
+  'auto',
+  train_lib.STRATEGIES,
+  'tf.distribute strategy; auto: one device, or mirrored over the GPUs '
+  'when --num_gpus (default: all visible) is more than one.',
 )
 flags.DEFINE_string('tpu', None, 'TPU name or address, with --strategy=tpu.')
 flags.DEFINE_integer(
-  'num_gpus', None, 'GPUs for one_device/mirrored (default: all visible).'
+  'num_gpus',
+  None,
+  'GPUs for auto/mirrored (default: all visible) or one_device (default 1).',
 )
 flags.DEFINE_bool(
   'print_config', False, 'Print the resolved configuration and exit.'
@@ -55,8 +61,15 @@ def main(argv):
   del argv
   cli.parse_gin_flags(extra_params=cli.seed_bindings(FLAGS.seed))
   job = cli.build_job()
+  try:
+    strategy_name, num_gpus = train_lib.resolve_strategy(
+      FLAGS.strategy, FLAGS.num_gpus
+    )
+  except ValueError as e:
+    raise cli.UserError(str(e)) from e
   for config in job.configs().values():  # what --strategy will run
-    config.runtime.distribution_strategy = FLAGS.strategy
+    config.runtime.distribution_strategy = strategy_name
+    config.runtime.num_gpus = num_gpus
     config.runtime.tpu = FLAGS.tpu
   if FLAGS.print_config:
     print(experiment_lib.describe(job))
@@ -67,9 +80,7 @@ def main(argv):
   if not FLAGS.model_dir:
     raise cli.UserError('--model_dir is required to train or evaluate.')
   try:
-    strategy = train_lib.build_strategy(
-      FLAGS.strategy, FLAGS.tpu, FLAGS.num_gpus
-    )
+    strategy = train_lib.build_strategy(strategy_name, FLAGS.tpu, num_gpus)
   except ValueError as e:
     raise cli.UserError(str(e)) from e
   job.run(

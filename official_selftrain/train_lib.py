@@ -9,6 +9,7 @@ TensorBoard summaries under model_dir, every evaluation in eval_results.json.
 import os
 from typing import Dict
 from typing import Optional
+from typing import Tuple
 
 from absl import logging
 import gin
@@ -24,7 +25,8 @@ from official_selftrain import progress
 from official_selftrain.configs import experiment as experiment_lib
 from official_selftrain.data import record_check
 
-STRATEGIES = ('one_device', 'mirrored', 'multi_worker_mirrored', 'tpu')
+# 'auto': one device, or Mirrored over the GPUs when more than one is used.
+STRATEGIES = ('auto', 'one_device', 'mirrored', 'multi_worker_mirrored', 'tpu')
 MODES = ('train', 'eval', 'train_and_eval', 'continuous_eval')
 
 
@@ -36,16 +38,130 @@ class TrainingDivergedError(RuntimeError):
   """The loss went NaN or infinite; the last good checkpoint is kept."""
 
 
+def resolve_strategy(
+  name: str, num_gpus: Optional[int], visible_gpus: Optional[int] = None
+) -> Tuple[str, int]:
+  """(strategy name, GPUs it uses) for `--strategy` and `--num_gpus`.
+
+  'auto' is one device (a GPU if any, else the CPU), or Mirrored when more
+  than one GPU is used; `--num_gpus` defaults to every visible GPU for
+  'auto' and 'mirrored', one for 'one_device'.
+
+  Raises:
+    ValueError: naming the flag, for more GPUs than are visible or than
+      'one_device' can use.
+  """
+  if name not in STRATEGIES:
+    raise ValueError(f'--strategy={name} is not one of {STRATEGIES}.')
+  if visible_gpus is None:
+    visible_gpus = len(tf.config.list_physical_devices('GPU'))
+  if num_gpus is None:
+    num_gpus = min(visible_gpus, 1) if name == 'one_device' else visible_gpus
+  if name in ('auto', 'one_device', 'mirrored') and num_gpus > visible_gpus:
+    raise ValueError(
+      f'--num_gpus={num_gpus}, but {visible_gpus} GPU(s) are visible '
+      '(CUDA_VISIBLE_DEVICES and the driver decide which).'
+    )
+  if name == 'one_device' and num_gpus > 1:
+    raise ValueError(
+      f'--strategy=one_device runs on one device, not --num_gpus={num_gpus}: '
+      'use --strategy=mirrored (or the default, auto).'
+    )
+  if name == 'auto':
+    name = 'mirrored' if num_gpus > 1 else 'one_device'
+  return name, num_gpus
+
+
 def build_strategy(
   name: str, tpu: Optional[str] = None, num_gpus: Optional[int] = None
 ) -> tf.distribute.Strategy:
-  """A tf.distribute strategy by name (see `STRATEGIES`)."""
+  """A tf.distribute strategy by name (see `STRATEGIES`, `resolve_strategy`).
+
+  Raises:
+    ValueError: a bad --strategy / --num_gpus, or --strategy=tpu without
+      --tpu or with a TPU that cannot be reached (naming --tpu).
+  """
+  name, num_gpus = resolve_strategy(name, num_gpus)
   if name == 'tpu' and not tpu:
-    raise ValueError('--strategy=tpu needs --tpu=<name or address>.')
-  if num_gpus is None:
-    num_gpus = len(tf.config.list_physical_devices('GPU'))
-  return distribute_utils.get_distribution_strategy(
-    distribution_strategy=name, num_gpus=num_gpus, tpu_address=tpu
+    raise ValueError(
+      '--strategy=tpu needs --tpu=<name or grpc://address> (--tpu=local on a '
+      'TPU VM).'
+    )
+  try:
+    return distribute_utils.get_distribution_strategy(
+      distribution_strategy=name, num_gpus=num_gpus, tpu_address=tpu
+    )
+  except Exception as e:  # the resolver's errors vary: NotFound, URLError...
+    if name != 'tpu':
+      raise
+    first_line = (str(e).strip().splitlines() or [''])[0][:300]
+    raise ValueError(
+      f'--tpu={tpu}: no TPU reachable ({type(e).__name__}: {first_line}). '
+      'Give the name of a Cloud TPU in this project and zone, its '
+      'grpc://address:8470, or --tpu=local on a TPU VM.'
+    ) from e
+
+
+class WorkerLostError(RuntimeError):
+  """A worker of a multi-worker cluster stopped; the checkpoints are kept."""
+
+
+def _cluster_task(strategy: tf.distribute.Strategy):
+  """(task type, task id, cluster dict) of a multi-worker strategy; None
+  for any other (one process drives every device)."""
+  if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    return None
+  resolver = strategy.cluster_resolver
+  if resolver is None or not resolver.task_type:
+    return None
+  return resolver.task_type, resolver.task_id, resolver.cluster_spec().as_dict()
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+  """Whether this process writes the run's files: the chief task, or worker
+  0 of a cluster without one (TF's convention); any single process."""
+  task = _cluster_task(strategy)
+  if task is None:
+    return True
+  task_type, task_id, cluster = task
+  if 'chief' in cluster:
+    return task_type == 'chief'
+  return task_type == 'worker' and task_id == 0
+
+
+def worker_dir(model_dir: str, strategy: tf.distribute.Strategy) -> str:
+  """Where this process writes: model_dir for the chief; for another worker
+  a scratch dir of its own, holding a copy of the chief's latest checkpoint
+  to resume from. Under MultiWorkerMirroredStrategy every worker must save
+  checkpoints and summaries (they are collective), but only the chief's
+  count; Model Garden's runner reads and writes one model_dir, hence this."""
+  if is_chief(strategy):
+    return model_dir
+  task_type, task_id, _ = _cluster_task(strategy)
+  scratch = os.path.join(model_dir, f'workertemp_{task_type}_{task_id}')
+  if tf.io.gfile.exists(scratch):
+    tf.io.gfile.rmtree(scratch)
+  tf.io.gfile.makedirs(scratch)
+  latest = tf.train.latest_checkpoint(model_dir)
+  if latest:
+    for path in tf.io.gfile.glob(latest + '.*'):
+      tf.io.gfile.copy(
+        path, os.path.join(scratch, os.path.basename(path)), overwrite=True
+      )
+    tf.train.update_checkpoint_state(
+      scratch, os.path.join(scratch, os.path.basename(latest))
+    )
+  return scratch
+
+
+def _worker_lost_error(model_dir: str, error: Exception) -> Exception:
+  first_line = (str(error).strip().splitlines() or [''])[0][:300]
+  latest = tf.train.latest_checkpoint(model_dir)
+  return WorkerLostError(
+    f'A worker of the cluster stopped or cannot be reached '
+    f'({type(error).__name__}: {first_line}). The last checkpoint is '
+    f'{latest or "(none yet)"}: restart every worker with the same command '
+    'and TF_CONFIG, and the run resumes from it.'
   )
 
 
@@ -142,13 +258,18 @@ def run(
   if config.runtime.mixed_precision_dtype:
     performance.set_mixed_precision_policy(config.runtime.mixed_precision_dtype)
   tf.io.gfile.makedirs(model_dir)
-  if 'train' in mode:
+  write_dir = worker_dir(model_dir, strategy)
+  if 'train' in mode and write_dir == model_dir:
     _write_configs(config, model_dir)
   with strategy.scope():
-    task = task_factory.get_task(config.task, logging_dir=model_dir)
-  results = progress.ResultsWriter(model_dir, filename=experiment.results_file)
+    task = task_factory.get_task(config.task, logging_dir=write_dir)
+  results = progress.ResultsWriter(write_dir, filename=experiment.results_file)
   try:
-    _run_orbit(config, task, mode, model_dir, strategy, results)
+    _run_orbit(config, task, mode, write_dir, strategy, results)
+  except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError) as e:
+    if _cluster_task(strategy) is None:
+      raise
+    raise _worker_lost_error(model_dir, e) from e
   except tf.errors.InvalidArgumentError as e:
     named = _undecodable_records_error(config)
     if named is not None:
@@ -158,6 +279,8 @@ def run(
     if 'loss value' in str(e):
       raise _diverged_error(model_dir, e) from e
     raise
+  if write_dir != model_dir:
+    tf.io.gfile.rmtree(write_dir)  # the chief's files are the run's
   metrics = results.latest
   if not metrics and 'eval' in mode:
     # Orbit does not evaluate again when the run was already complete.

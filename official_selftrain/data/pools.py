@@ -45,7 +45,7 @@ class EmptyPoolError(ValueError):
   """The unlabelled pool has no image."""
 
 
-def _parse_record(index, record):
+def _parse_record(index, record, fallback_id):
   parsed = tf.io.parse_single_example(record, _GT_FEATURES)
   dense = {
     k: tf.sparse.to_dense(v) if isinstance(v, tf.SparseTensor) else v
@@ -61,9 +61,7 @@ def _parse_record(index, record):
     axis=-1,
   )
   source_id = dense['image/source_id']
-  source_id = tf.where(
-    tf.strings.length(source_id) > 0, source_id, tf.strings.as_string(index)
-  )
+  source_id = tf.where(tf.strings.length(source_id) > 0, source_id, fallback_id)
   return {
     'index': index,
     'source_id': source_id,
@@ -109,10 +107,54 @@ class TFRecordPool:
       raise EmptyPoolError(f'Unlabelled pool {self.pattern!r} matches no file.')
     return files
 
+  def partition(self, num_parts: int) -> str:
+    return partition_kind(len(self.files()), num_parts)
+
   def dataset(self, num_parts: int = 1, part: int = 0) -> tf.data.Dataset:
-    records = tf.data.TFRecordDataset(self.files())
-    records = records.shard(num_parts, part).enumerate()
-    return records.map(_parse_record, num_parallel_calls=tf.data.AUTOTUNE)
+    files = self.files()
+    mine, stride, offset = file_part(len(files), num_parts, part)
+    paths = tf.constant([files[i] for i in mine], tf.string)
+
+    def records_of(path):
+      records = tf.data.TFRecordDataset(path).enumerate()
+      records = records.shard(stride, offset)
+      return records.map(lambda pos, record: (path, pos, record))
+
+    data = tf.data.Dataset.from_tensor_slices(paths).flat_map(records_of)
+    return data.enumerate().map(
+      lambda i, x: _parse_record(i, x[2], _record_id(x[0], x[1])),
+      num_parallel_calls=tf.data.AUTOTUNE,
+    )
+
+
+def partition_kind(num_files: int, num_parts: int) -> str:
+  """How `file_part` splits `num_files` files into `num_parts` parts."""
+  return 'files' if num_files >= num_parts else 'records'
+
+
+def file_part(num_files: int, num_parts: int, part: int):
+  """(file indices, record stride, record offset) of part `part`.
+
+  With at least as many files as parts, part k is files k, k + P, ...: each
+  host reads only its own files. With fewer, part k reads the one file
+  f = k mod F and takes every m-th of its records from k div F on, m the
+  number of parts that share file f: still each record in exactly one part,
+  and no part reads a file it does not label from. (tf.data's `shard` on the
+  whole pool, the usual way, makes every part read every file.)
+  """
+  if not 0 <= part < num_parts:
+    raise ValueError(f'part {part} is not in [0, {num_parts}).')
+  if partition_kind(num_files, num_parts) == 'files':
+    return list(range(part, num_files, num_parts)), 1, 0
+  file_index = part % num_files
+  sharing = len(range(file_index, num_parts, num_files))
+  return [file_index], sharing, part // num_files
+
+
+def _record_id(path, position):
+  """`<file name>:<record position>`, the id of a record without one."""
+  name = tf.strings.split(path, '/')[-1]
+  return tf.strings.join([name, tf.strings.as_string(position)], ':')
 
 
 @dataclasses.dataclass
@@ -147,11 +189,17 @@ class ImageFolderPool:
       )
     return sorted(found)
 
+  def partition(self, num_parts: int) -> str:
+    del num_parts  # one image per file: parts are always sets of files
+    return 'files'
+
   def dataset(self, num_parts: int = 1, part: int = 0) -> tf.data.Dataset:
-    files = self.files()[part::num_parts]
+    files = self.files()[part::num_parts]  # may be none: more parts than files
     base = self.path if tf.io.gfile.isdir(self.path) else ''
     ids = [os.path.relpath(f, base) if base else f for f in files]
-    data = tf.data.Dataset.from_tensor_slices((files, ids)).enumerate()
+    data = tf.data.Dataset.from_tensor_slices(
+      (tf.constant(files, tf.string), tf.constant(ids, tf.string))
+    ).enumerate()
     return data.map(
       lambda i, x: _no_gt(i, x[1], tf.io.read_file(x[0])),
       num_parallel_calls=tf.data.AUTOTUNE,
@@ -174,6 +222,10 @@ class TFDSPool:
       'dataset': self.dataset_name,
       'split': self.split,
     }
+
+  def partition(self, num_parts: int) -> str:
+    del num_parts
+    return 'records'
 
   def dataset(self, num_parts: int = 1, part: int = 0) -> tf.data.Dataset:
     import tensorflow_datasets as tfds  # slow to import; only TFDS pools need it

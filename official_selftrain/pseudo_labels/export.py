@@ -15,6 +15,9 @@ shards (`manifest`: teacher, thresholds, NMS, counts, skipped images with
 reasons, boxes per class, quality against held-aside ground truth, wall time).
 """
 
+import json
+import os
+import socket
 import time
 from typing import Any
 from typing import Dict
@@ -37,16 +40,39 @@ from official_selftrain.pseudo_labels import teacher as teacher_lib
 from official_selftrain.serving import export as serving_export
 
 
+def _finished_partition(output_dir: str, k: int, num_shards: int) -> str:
+  with tf.io.gfile.GFile(
+    shard_files.stats_path(output_dir, k, num_shards)
+  ) as f:
+    header = json.load(f).get('header', {})
+  # Shards written before pools had a partition were split by record.
+  return header.get('pool_partition', 'records')
+
+
 def _shards_to_do(
-  output_dir: str, num_shards: int, shard_indices: Optional[Sequence[int]]
+  output_dir: str,
+  num_shards: int,
+  shard_indices: Optional[Sequence[int]],
+  partition: str,
 ) -> List[int]:
-  """The shards of `shard_indices` (None: all) that are not finished yet."""
+  """The shards of `shard_indices` (None: all) that are not finished yet, or
+  were finished with the pool split another way (they are labelled again)."""
   indices = (
     list(range(num_shards)) if shard_indices is None else list(shard_indices)
   )
-  todo = [
-    k for k in indices if not shard_files.is_finished(output_dir, k, num_shards)
-  ]
+  todo = []
+  for k in indices:
+    if not shard_files.is_finished(output_dir, k, num_shards):
+      todo.append(k)
+    elif _finished_partition(output_dir, k, num_shards) != partition:
+      logging.warning(
+        'Shard %d in %s split the pool by %s, this run by %s: labelled again.',
+        k,
+        output_dir,
+        _finished_partition(output_dir, k, num_shards),
+        partition,
+      )
+      todo.append(k)
   if len(todo) < len(indices):
     logging.info(
       'Skipping %d finished shard(s) in %s.',
@@ -56,11 +82,48 @@ def _shards_to_do(
   return todo
 
 
+def _wait_for_shards(
+  output_dir: str, num_shards: int, timeout_seconds: float, poll: float = 5.0
+) -> None:
+  """Waits until every shard is finished (by the other hosts)."""
+  deadline = time.time() + timeout_seconds
+  while True:
+    finished, _ = manifest_lib.read_finished_stats(output_dir, num_shards)
+    if len(finished) == num_shards:
+      return
+    if time.time() > deadline:
+      missing = sorted(set(range(num_shards)) - set(finished))
+      raise TimeoutError(
+        f'Shards {missing} of {output_dir} were not finished by the other '
+        f'hosts within {timeout_seconds:.0f} s: rerun those hosts (finished '
+        'shards are kept).'
+      )
+    logging.log_every_n_seconds(
+      logging.INFO,
+      'Waiting for the other hosts: %d of %d shards finished in %s.',
+      60,
+      len(finished),
+      num_shards,
+      output_dir,
+    )
+    time.sleep(poll)
+
+
 def _check_not_empty(pool: Any) -> None:
   if shard_writer.count(pool.dataset().take(1)) == 0:
     raise pools.EmptyPoolError(
       f'The unlabelled pool {pool.describe()} has no image.'
     )
+
+
+# The options of `restore_teacher` a segmentation teacher takes.
+_SEGMENTATION_OPTIONS = ('scales', 'flip', 'threshold', 'sliding_window')
+
+
+def _partition(pool: Any, num_shards: int) -> str:
+  """How the pool is split into shards (`pools.file_part`)."""
+  partition = getattr(pool, 'partition', None)
+  return partition(num_shards) if partition else 'records'
 
 
 def _manifest_header(
@@ -69,6 +132,7 @@ def _manifest_header(
   pool: Any,
   export_floor: float,
   read_threshold: float,
+  num_shards: int,
 ) -> Dict[str, Any]:
   """What the manifest says of the run besides its shards' stats."""
   header = {
@@ -76,6 +140,7 @@ def _manifest_header(
     'teacher_checkpoint': teacher.checkpoint,
     'teacher_step': teacher.step,
     'pool': pool.describe(),
+    'pool_partition': _partition(pool, num_shards),
   }
   if isinstance(teacher, teacher_lib.Teacher):  # boxes: thresholds at read
     header.update(export_floor=export_floor, read_threshold=read_threshold)
@@ -88,9 +153,8 @@ def _saved_model_teacher(path: str, checkpoint: Optional[str], **options):
     raise ValueError(f'{path} is a SavedModel: it takes no teacher checkpoint.')
   task = serving_export.read_info(path)['task']
   if task == 'segmentation':
-    keys = ('scales', 'flip', 'threshold', 'sliding_window')
     return saved_model_teacher.SavedModelSegmentationTeacher(
-      path, **{k: options[k] for k in keys}
+      path, **{k: options[k] for k in _SEGMENTATION_OPTIONS}
     )
   keys = ('score_floor', 'nms_iou_threshold', 'max_detections')
   return saved_model_teacher.SavedModelTeacher(
@@ -111,9 +175,8 @@ def restore_teacher(teacher_dir: str, checkpoint: Optional[str], **options):
     return _saved_model_teacher(teacher_dir, checkpoint, **options)
   params = teacher_lib.read_params(teacher_dir)
   if teacher_lib.is_segmentation(params):
-    keys = ('scales', 'flip', 'threshold', 'sliding_window')
     return segmentation_teacher.SegmentationTeacher(
-      teacher_dir, checkpoint, **{k: options[k] for k in keys}
+      teacher_dir, checkpoint, **{k: options[k] for k in _SEGMENTATION_OPTIONS}
     )
   keys = (
     'score_floor',
@@ -147,6 +210,9 @@ def export_pseudo_labels(
   scales: Sequence[float] = segmentation_teacher.PAPER_SCALES,
   flip: bool = False,
   sliding_window: bool = False,
+  wait_for_all: bool = False,
+  wait_timeout_seconds: float = 24 * 3600.0,
+  merge_only: bool = False,
 ) -> Dict[str, Any]:
   """Labels `pool` with the teacher in `teacher_dir`; returns the manifest.
 
@@ -165,8 +231,8 @@ def export_pseudo_labels(
     pre_nms_top_k: per-level candidates before NMS (None: the teacher's).
     nms_version: NMS implementation (None: the teacher's).
     num_shards: parts the pool is split into (one output file each).
-    shard_indices: which parts this process labels (None: all); give each host
-      of a cluster its own, e.g. [task_index].
+    shard_indices: which parts this process labels (None: all); each host of
+      a cluster gives its own (`hosts.Host.shards`).
     batch_size: images per teacher call.
     log_every_seconds: progress log period.
     teacher: an already restored teacher to use instead of building one from
@@ -175,20 +241,30 @@ def export_pseudo_labels(
     flip: a segmentation teacher also labels each scale flipped.
     sliding_window: a segmentation teacher sees canvases larger than its
       input through input-size windows (`segmentation_teacher`).
+    wait_for_all: after its shards, wait until the other hosts finished
+      theirs (the pipeline's hosts all go on to train on every shard).
+    wait_timeout_seconds: how long to wait for them before an error.
+    merge_only: label nothing; merge the finished shards' stats into
+      manifest.json (each shard carries its header).
 
   A segmentation teacher (by the teacher_dir's params.yaml) writes label maps
   instead of boxes (`segmentation_teacher`): `read_threshold` is then its
   per-pixel threshold (pixels below it get the ignore label, 255) and
   `export_floor` is unused.
 
+  Hosts of a cluster each label their own `shard_indices` (`hosts`) into one
+  output_dir; the host that finishes the last shard writes manifest.json.
+
   Returns:
-    The manifest (also written to output_dir/manifest.json).
+    The manifest (written to output_dir/manifest.json when complete).
   """
   if not 0 <= export_floor <= read_threshold:
     raise ValueError(
       f'export_floor={export_floor} must be in [0, '
       f'read_threshold={read_threshold}].'
     )
+  if merge_only:
+    return _write_manifest(output_dir, num_shards, None, 0.0)
   start = time.time()
   if teacher is None:
     teacher = restore_teacher(
@@ -204,30 +280,75 @@ def export_pseudo_labels(
       threshold=read_threshold,
       sliding_window=sliding_window,
     )
+  header = _manifest_header(
+    teacher_dir, teacher, pool, export_floor, read_threshold, num_shards
+  )
   tf.io.gfile.makedirs(output_dir)
-  todo = _shards_to_do(output_dir, num_shards, shard_indices)
+  todo = _shards_to_do(
+    output_dir, num_shards, shard_indices, header['pool_partition']
+  )
+  _label_shards(
+    teacher,
+    pool,
+    output_dir,
+    todo,
+    num_shards,
+    header,
+    read_threshold=read_threshold,
+    batch_size=batch_size,
+    log_every_seconds=log_every_seconds,
+  )
+  if wait_for_all:
+    _wait_for_shards(output_dir, num_shards, wait_timeout_seconds)
+  return _write_manifest(output_dir, num_shards, header, time.time() - start)
+
+
+def _label_shards(
+  teacher, pool, output_dir, todo, num_shards, header, **options
+) -> None:
+  """Labels shards `todo`, each into its file and stats (with `header` and
+  who labelled it when)."""
   if todo:
     _check_not_empty(pool)
   progress = progress_lib.Progress(
-    'pseudo labels', 'images', every_seconds=log_every_seconds
+    'pseudo labels', 'images', every_seconds=options['log_every_seconds']
   )
   for k in todo:
+    labelled = {
+      'host': socket.gethostname(),
+      'pid': os.getpid(),
+      'started': time.time(),
+    }
     stats = shard_writer.label_shard(
       teacher,
       pool,
       output_dir,
       k,
       num_shards,
-      read_threshold,
-      batch_size,
+      options['read_threshold'],
+      options['batch_size'],
       progress,
     )
-    manifest_lib.write_shard_stats(output_dir, k, num_shards, stats)
+    labelled['finished'] = time.time()
+    manifest_lib.write_shard_stats(
+      output_dir, k, num_shards, stats, header, labelled
+    )
+
+
+def _write_manifest(output_dir, num_shards, header, seconds) -> Dict[str, Any]:
+  """The merged manifest; written to output_dir/manifest.json once every
+  shard is finished (by whichever host finishes last: the hosts of a cluster
+  write it only then, so a partial one never replaces the whole)."""
+  finished, _ = manifest_lib.read_finished_stats(output_dir, num_shards)
+  complete = len(finished) == num_shards
+  if not complete:
+    logging.info(
+      '%d of %d shards finished in %s: manifest.json is written by the host '
+      'that finishes the last one (or by --merge).',
+      len(finished),
+      num_shards,
+      output_dir,
+    )
   return manifest_lib.write_manifest(
-    output_dir,
-    num_shards,
-    header=_manifest_header(
-      teacher_dir, teacher, pool, export_floor, read_threshold
-    ),
-    seconds=time.time() - start,
+    output_dir, num_shards, header, seconds, write=complete
   )

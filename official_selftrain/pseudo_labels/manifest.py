@@ -13,6 +13,7 @@ from typing import Any
 from typing import Dict
 from typing import Iterable
 from typing import List
+from typing import Optional
 from typing import Tuple
 
 import numpy as np
@@ -267,13 +268,54 @@ def _brief(counts: quality.QualityCounts) -> Dict[str, float]:
 
 
 def write_shard_stats(
-  output_dir: str, index: int, num_shards: int, stats: Any
+  output_dir: str,
+  index: int,
+  num_shards: int,
+  stats: Any,
+  header: Optional[Dict[str, Any]] = None,
+  labelled: Optional[Dict[str, Any]] = None,
 ) -> None:
-  """Writes a shard's stats file, which marks the shard finished."""
+  """Writes a shard's stats file, which marks the shard finished.
+
+  `header` (teacher, thresholds, pool and its partition) goes with it, so any
+  host can merge the manifest and shards labelled apart can be checked alike;
+  `labelled`: by which host and process, when (start and end, epoch seconds).
+  """
+  record = stats.as_dict()
+  if header is not None:
+    record['header'] = header
+  if labelled is not None:
+    record['labelled'] = labelled
   shard_files.atomic_write_bytes(
     shard_files.stats_path(output_dir, index, num_shards),
-    json.dumps(stats.as_dict()).encode(),
+    json.dumps(record).encode(),
   )
+
+
+# Header fields every shard of one export must share.
+_SHARED_HEADER = ('teacher_checkpoint', 'pool', 'pool_partition')
+
+
+def check_same_header(finished: List[int], stats: List[Dict[str, Any]]):
+  """The header the shards share (the first one's); {} if none has one.
+
+  Raises:
+    ValueError: two shards were labelled by different teachers, pools or
+      partitions (hosts started with different flags), naming the shards.
+  """
+  headers = [(k, s['header']) for k, s in zip(finished, stats) if 'header' in s]
+  if not headers:
+    return {}
+  first_shard, first = headers[0]
+  for shard, header in headers[1:]:
+    for key in _SHARED_HEADER:
+      if header.get(key) != first.get(key):
+        raise ValueError(
+          f'Shards {first_shard} and {shard} of one export differ in {key}: '
+          f'{first.get(key)!r} vs {header.get(key)!r}. Label every shard '
+          'with the same teacher and pool (or export into a new directory).'
+        )
+  return first
 
 
 def read_finished_stats(
@@ -300,13 +342,35 @@ def read_manifest(output_dir: str) -> Dict[str, Any]:
     return json.load(f)
 
 
+def _labelling_span(stats: List[Dict[str, Any]], images: int):
+  """Processes that labelled the shards, and the time from the first shard's
+  start to the last one's end (a killed host's downtime included)."""
+  runs = [s['labelled'] for s in stats if 'labelled' in s]
+  if not runs:
+    return None
+  span = max(r['finished'] for r in runs) - min(r['started'] for r in runs)
+  return {
+    'processes': len({(r['host'], r['pid']) for r in runs}),
+    'span_seconds': span,
+    'images_per_second': images / span if span > 0 else None,
+  }
+
+
 def write_manifest(
-  output_dir: str, num_shards: int, header: Dict[str, Any], seconds: float
+  output_dir: str,
+  num_shards: int,
+  header: Optional[Dict[str, Any]],
+  seconds: float,
+  write: bool = True,
 ) -> Dict[str, Any]:
-  """Merges the finished shards' stats into output_dir/manifest.json."""
+  """Merges the finished shards' stats into output_dir/manifest.json (only
+  returned, not written, with `write=False`). `header` None: the shards' own.
+  """
   finished, stats = read_finished_stats(output_dir, num_shards)
+  shared = check_same_header(finished, stats)
   path = os.path.join(output_dir, MANIFEST)
   previous = read_manifest(output_dir)
+  header = shared if header is None else header
   manifest = dict(header)
   manifest.update(merge_stats(stats))
   floor = header.get('export_floor')
@@ -318,7 +382,13 @@ def write_manifest(
     }
   manifest['num_shards'] = num_shards
   manifest['finished_shards'] = finished
+  labelling = _labelling_span(stats, manifest.get('images_read', 0))
+  if labelling:
+    manifest['labelling'] = labelling
   manifest['complete'] = len(finished) == num_shards
   manifest['wall_seconds'] = previous.get('wall_seconds', 0.0) + seconds
-  shard_files.atomic_write_bytes(path, json.dumps(manifest, indent=1).encode())
+  if write:
+    shard_files.atomic_write_bytes(
+      path, json.dumps(manifest, indent=1).encode()
+    )
   return manifest

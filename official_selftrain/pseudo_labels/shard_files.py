@@ -1,12 +1,15 @@
 """The files of a pseudo-label export: their names and how they are written.
 
 Shard K of N is `pseudo-KKKKK-of-NNNNN.tfrecord`, its stats `<shard>.json`.
-Both are written under a temporary name (`<path>.tmp-<pid>`) and renamed when
+Both are written under a temporary name (`<path>.tmp-<host>-<pid>`) and renamed when
 complete, the shard first: a shard with its stats file is finished, anything
 else is redone, and the temporaries a killed run left are removed.
 """
 
 import os
+import re
+import socket
+from typing import List
 
 import tensorflow as tf
 
@@ -22,6 +25,16 @@ def shard_glob(output_dir: str) -> str:
   return os.path.join(output_dir, 'pseudo-*.tfrecord')
 
 
+def shard_counts(output_dir: str) -> List[int]:
+  """The shard counts N named by the files of `output_dir` (one, normally)."""
+  found = set()
+  for path in tf.io.gfile.glob(shard_glob(output_dir)):
+    match = re.search(r'-of-(\d+)\.tfrecord$', path)
+    if match:
+      found.add(int(match.group(1)))
+  return sorted(found)
+
+
 def stats_path(output_dir: str, index: int, num_shards: int) -> str:
   return shard_path(output_dir, index, num_shards) + '.json'
 
@@ -33,8 +46,9 @@ def is_finished(output_dir: str, index: int, num_shards: int) -> bool:
 
 
 def temp_path(path: str) -> str:
-  """Where this process writes `path` before renaming it into place."""
-  return f'{path}.tmp-{os.getpid()}'
+  """Where this process writes `path` before renaming it into place (named
+  by host and process, so a clash between hosts can be traced)."""
+  return f'{path}.tmp-{socket.gethostname()}-{os.getpid()}'
 
 
 def remove_stale_temps(path: str) -> None:

@@ -4,6 +4,11 @@ r"""Side-by-side speed measurements, written as JSON (ratios are what count).
       --num_images=2000 --output=benchmark_export.json
   python -m official_selftrain.tools.benchmark --what=augment --image_size=640 \
       --num_images=400 --output=docs/benchmark_augment.json
+  python -m official_selftrain.tools.benchmark --what=export_hosts \
+      --teacher_dir=runs/shapes_s1 --num_images=4000 --processes=2
+
+`export_hosts`: the exporter tool as 1 and as --processes processes on one
+  pool (`pseudo_labels.hosts_benchmark`): labelling and end-to-end images/s.
 
 `augment`: the training input pipeline (Model Garden's decoder, then the
   parser, `tf.data` parallel map over all cores, batches of 8) under each of
@@ -90,6 +95,7 @@ from official_selftrain.data import pools
 from official_selftrain.data import shapes
 from official_selftrain.ops import augment_policies
 from official_selftrain.pseudo_labels import export
+from official_selftrain.pseudo_labels import hosts_benchmark
 from official_selftrain.pseudo_labels import labeller_benchmark
 from official_selftrain.pseudo_labels import segmentation_teacher
 from official_selftrain.pseudo_labels import shard_writer
@@ -100,7 +106,7 @@ from official_selftrain.tasks import detection
 flags.DEFINE_enum(
   'what',
   'export',
-  ['export', 'augment', 'train', 'seg_labeller', 'serving'],
+  ['export', 'export_hosts', 'augment', 'train', 'seg_labeller', 'serving'],
   'What to measure.',
 )
 flags.DEFINE_bool(
@@ -122,6 +128,9 @@ flags.DEFINE_float(
   0.5,
   'Top-probability threshold below which a pixel is ignored'
   ' (--what=seg_labeller).',
+)
+flags.DEFINE_integer(
+  'processes', 2, 'Exporter processes against one (--what=export_hosts).'
 )
 flags.DEFINE_integer('steps', 50, 'Train steps per timed pass (--what=train).')
 flags.DEFINE_integer('image_size', 640, 'Scene size for --what=augment.')
@@ -356,6 +365,28 @@ def benchmark_train(
   return result
 
 
+def _seg_labeller():
+  """--what=seg_labeller: the pool of the seg self-training config."""
+  cli.parse_gin_flags(
+    default_files=['shapes_seg_selftrain.gin'],
+    extra_params=[f'shapes_det_pool.num_images = {FLAGS.num_images}'],
+  )
+  job = cli.build_job()
+  job.prepare()
+  return labeller_benchmark.benchmark_seg_labeller(
+    FLAGS.teacher_dir,
+    job.pool,
+    FLAGS.batch_size,
+    FLAGS.repeats,
+    FLAGS.flip,
+    FLAGS.pixel_threshold,
+    scales=[float(x) for x in FLAGS.scales]
+    if FLAGS.scales
+    else segmentation_teacher.PAPER_SCALES,
+    sliding_window=FLAGS.sliding_window,
+  )
+
+
 def main(argv):
   del argv
   if FLAGS.what == 'augment':
@@ -370,29 +401,20 @@ def main(argv):
     result['gin_files'] = FLAGS.gin_file or ['shapes_s1.gin']
     result['gin_params'] = list(FLAGS.gin_param)
     result['cpu_count'] = os.cpu_count()
+  elif FLAGS.what == 'export_hosts':
+    result = hosts_benchmark.benchmark_export_hosts(
+      FLAGS.teacher_dir,
+      FLAGS.num_images,
+      FLAGS.batch_size,
+      FLAGS.repeats,
+      FLAGS.processes,
+    )
   elif FLAGS.what == 'serving':
     result = serving_benchmark.benchmark_serving(
       FLAGS.teacher_dir, FLAGS.num_images, FLAGS.batch_size, FLAGS.repeats
     )
   elif FLAGS.what == 'seg_labeller':
-    cli.parse_gin_flags(
-      default_files=['shapes_seg_selftrain.gin'],
-      extra_params=[f'shapes_det_pool.num_images = {FLAGS.num_images}'],
-    )
-    job = cli.build_job()
-    job.prepare()
-    result = labeller_benchmark.benchmark_seg_labeller(
-      FLAGS.teacher_dir,
-      job.pool,
-      FLAGS.batch_size,
-      FLAGS.repeats,
-      FLAGS.flip,
-      FLAGS.pixel_threshold,
-      scales=[float(x) for x in FLAGS.scales]
-      if FLAGS.scales
-      else segmentation_teacher.PAPER_SCALES,
-      sliding_window=FLAGS.sliding_window,
-    )
+    result = _seg_labeller()
   else:
     result = benchmark_export(
       FLAGS.teacher_dir, FLAGS.num_images, FLAGS.batch_size, FLAGS.repeats

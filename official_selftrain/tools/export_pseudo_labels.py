@@ -9,9 +9,14 @@ The teacher may be a detector (boxes) or a segmenter (label maps from
 multi-scale inference: --scales, --flip; pixels below --read_threshold are
 ignored, 255). A pool is a TFRecord glob (labels in it are ignored, kept aside to measure
 pseudo-label quality), a folder or glob of JPEG/PNG files, or `tfds:NAME:SPLIT`.
-Hosts of a cluster label disjoint parts: `--num_shards=64 --shard_index=K`, or
-leave --shard_index unset to take this worker's index from TF_CONFIG. A killed
-run, run again, skips its finished shards. Anything else is a gin binding of
+Hosts of a cluster label disjoint shards of one --output_dir (a shared file
+system): `--num_hosts=H --host_index=h` (host h labels shards h, h+H, ...), or
+nothing, with TF_CONFIG set as for multi-worker training (chief first, then
+the workers), or one shard each with `--num_shards=N --shard_index=K`. Each
+host reads only the pool's files it labels when the pool has at least as many
+files as shards. The host that finishes the last shard writes manifest.json
+(`--merge` writes it from the finished shards alone). A killed host, run
+again, skips its finished shards. Anything else is a gin binding of
 `export_pseudo_labels` (--gin_file / --gin_param), e.g. the export floor.
 """
 
@@ -19,6 +24,7 @@ import json
 import os
 
 from absl import flags
+from absl import logging
 import gin
 import tensorflow as tf
 
@@ -26,6 +32,8 @@ from official_selftrain import cli  # the --gin_file / --gin_param flags
 from official_selftrain import registry_imports  # noqa: F401
 from official_selftrain.data import pools
 from official_selftrain.pseudo_labels import export
+from official_selftrain.pseudo_labels import hosts
+from official_selftrain.pseudo_labels import shard_files
 
 flags.DEFINE_string(
   'teacher_dir', None, 'model_dir of the trained teacher, or its SavedModel.'
@@ -40,6 +48,15 @@ flags.DEFINE_integer(
   None,
   'The part this host labels (default: all, or the task '
   'index of a multi-worker TF_CONFIG).',
+)
+flags.DEFINE_integer(
+  'num_hosts', None, 'Hosts labelling this export together (with --host_index).'
+)
+flags.DEFINE_integer(
+  'host_index', None, 'This host, in [0, --num_hosts): labels shards i, i+H...'
+)
+flags.DEFINE_bool(
+  'merge', False, 'Label nothing: write manifest.json from the finished shards.'
 )
 flags.DEFINE_float('read_threshold', None, "The student's score threshold.")
 flags.DEFINE_float('export_floor', None, 'Lowest score written.')
@@ -71,10 +88,61 @@ def pool_from_flag(spec: str):
   return pools.TFRecordPool(spec)
 
 
-def shard_index_from_tf_config():
-  config = json.loads(os.environ.get('TF_CONFIG', '{}'))
-  task = config.get('task', {})
-  return task.get('index') if task.get('type') in ('worker', 'chief') else None
+def this_host():
+  """This host of the export's cluster, by --num_hosts/--host_index or
+  TF_CONFIG; None: a single host."""
+  if (FLAGS.num_hosts is None) != (FLAGS.host_index is None):
+    raise cli.UserError('Give --num_hosts and --host_index together.')
+  if FLAGS.num_hosts is not None:
+    return hosts.Host(FLAGS.host_index, FLAGS.num_hosts)
+  return hosts.from_tf_config()
+
+
+def shard_kwargs():
+  """`num_shards` and `shard_indices` for this host, from the flags."""
+  kwargs = {}
+  if FLAGS.num_shards is not None:
+    kwargs['num_shards'] = FLAGS.num_shards
+  if FLAGS.shard_index is not None:
+    if FLAGS.num_shards is None:
+      raise cli.UserError('--shard_index needs --num_shards.')
+    if not 0 <= FLAGS.shard_index < FLAGS.num_shards:
+      raise cli.UserError(
+        f'--shard_index={FLAGS.shard_index} is not in [0, '
+        f'--num_shards={FLAGS.num_shards}).'
+      )
+    kwargs['shard_indices'] = [FLAGS.shard_index]
+    return kwargs
+  try:
+    host = this_host()
+  except ValueError as e:  # a bad TF_CONFIG or host index
+    raise cli.UserError(str(e)) from e
+  if host is not None:
+    kwargs.setdefault('num_shards', hosts.default_num_shards(host))
+    kwargs['shard_indices'] = host.shards(kwargs['num_shards'])
+    logging.info(
+      'Export: %s labels shards %s of %d.',
+      host.describe(),
+      kwargs['shard_indices'],
+      kwargs['num_shards'],
+    )
+  return kwargs
+
+
+def merge_kwargs(kwargs):
+  """What `--merge` passes: no teacher or pool, the shard count on disk."""
+  if 'output_dir' not in kwargs:
+    raise cli.UserError('--merge needs --output_dir.')
+  merge = {'merge_only': True, 'teacher_dir': None, 'pool': None}
+  if 'num_shards' not in kwargs:
+    counts = shard_files.shard_counts(kwargs['output_dir'])
+    if len(counts) != 1:
+      raise cli.UserError(
+        f'{kwargs["output_dir"]} holds shards of {counts or "no"} count(s): '
+        'give --num_shards.'
+      )
+    merge['num_shards'] = counts[0]
+  return merge
 
 
 def main(argv):
@@ -88,7 +156,6 @@ def main(argv):
   if FLAGS.output_dir:
     kwargs['output_dir'] = FLAGS.output_dir
   for name in (
-    'num_shards',
     'read_threshold',
     'export_floor',
     'batch_size',
@@ -99,11 +166,9 @@ def main(argv):
       kwargs[name] = getattr(FLAGS, name)
   if FLAGS.scales:
     kwargs['scales'] = [float(s) for s in FLAGS.scales]
-  index = FLAGS.shard_index
-  if index is None:
-    index = shard_index_from_tf_config()
-  if index is not None:
-    kwargs['shard_indices'] = [index]
+  kwargs.update(shard_kwargs())
+  if FLAGS.merge:
+    kwargs.update(merge_kwargs(kwargs))
   try:
     manifest = export.export_pseudo_labels(**kwargs)
   except ValueError as e:  # thresholds out of range, and the like

@@ -90,7 +90,7 @@ def main(argv):
   points = studies.sweep(
     FLAGS.steps, FLAGS.label_fractions, FLAGS.policies, FLAGS.inits
   )
-  run_fn = cli.one_device_run_fn()
+  run_fn = cli.default_run_fn()
   records = [
     run_point(point, FLAGS.model_dir, FLAGS.seed, run_fn) for point in points
   ]

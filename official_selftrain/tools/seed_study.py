@@ -69,7 +69,7 @@ def main(argv):
       raise cli.UserError('--learning_curves needs --curve (e.g. f0.25_S4).')
     with open(FLAGS.learning_curves) as f:
       curves = json.load(f)
-  run_fn = cli.one_device_run_fn()
+  run_fn = cli.default_run_fn()
   records = {}
   for seed in (int(s) for s in FLAGS.seeds):
     records[seed] = studies.seed_record(

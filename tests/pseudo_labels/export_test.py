@@ -23,6 +23,7 @@ from official_selftrain.data import embedded
 from official_selftrain.data import pools
 from official_selftrain.pseudo_labels import export
 from official_selftrain.pseudo_labels import manifest as manifest_lib
+from official_selftrain.pseudo_labels import shard_files
 from official_selftrain.tools import visualize
 
 TOOL = os.path.join(REPO, 'tools', 'export_pseudo_labels.py')
@@ -241,11 +242,29 @@ def test_tool_names_a_teacher_dir_without_checkpoint(
   )
 
 
+def _host_config(host):
+  """TF_CONFIG of host 0 (chief), 1 and 2 (workers 0 and 1) of a cluster."""
+  cluster = {'chief': ['localhost:1'], 'worker': ['localhost:2', 'localhost:3']}
+  task = (
+    {'type': 'chief', 'index': 0}
+    if host == 0
+    else {
+      'type': 'worker',
+      'index': host - 1,
+    }
+  )
+  return json.dumps({'cluster': cluster, 'task': task})
+
+
 @pytest.mark.slow
 @pytest.mark.e2e
-def test_killed_export_resumes_with_every_image_once(teacher_dir, tmp_path):
+def test_three_hosts_export_one_pool_and_a_killed_host_reruns_alone(
+  teacher_dir, tmp_path
+):
+  # 6 files, 6 shards, 3 hosts by TF_CONFIG: host h labels shards h and h + 3,
+  # reading only their files.
   split = embedded.shapes_det_split(
-    str(tmp_path), 'unlabeled', 120, spec=TINY_SPEC, num_shards=4
+    str(tmp_path), 'unlabeled', 90, spec=TINY_SPEC, num_shards=6
   )
   out = str(tmp_path / 'out')
   args = [
@@ -254,30 +273,84 @@ def test_killed_export_resumes_with_every_image_once(teacher_dir, tmp_path):
     f'--teacher_dir={teacher_dir}',
     f'--pool={split}/data-*.tfrecord',
     f'--output_dir={out}',
-    '--num_shards=12',
+    '--num_shards=6',
     '--batch_size=2',
   ]
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+
+  def env(host):
+    return dict(
+      os.environ, TF_CPP_MIN_LOG_LEVEL='2', TF_CONFIG=_host_config(host)
+    )
+
+  others = [
+    subprocess.Popen(
+      args, env=env(h), stderr=subprocess.PIPE, text=True, cwd=REPO
+    )
+    for h in (0, 2)
+  ]
+  # Host 1 is killed once its first shard (1) is finished.
   sigkill_when(
     args,
-    lambda: tf.io.gfile.glob(os.path.join(out, 'pseudo-*.tfrecord.json')),
-    env,
-    'export',
-    timeout=300,
+    lambda: tf.io.gfile.exists(
+      os.path.join(out, 'pseudo-00001-of-00006.tfrecord.json')
+    ),
+    env(1),
+    'host 1',
+    timeout=400,
   )
-  finished = len(tf.io.gfile.glob(os.path.join(out, '*.tfrecord.json')))
-  assert 1 <= finished < 12
-  result = subprocess.run(
-    args, env=env, capture_output=True, text=True, timeout=600
+  logs = [p.communicate(timeout=600)[1] for p in others]
+  assert [p.returncode for p in others] == [0, 0], (
+    logs[0][-2000:] + logs[1][-2000:]
   )
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert f'Skipping {finished} finished shard(s)' in result.stderr
+  assert 'host 0 of 3 labels shards [0, 3] of 6' in logs[0]
+  assert 'host 2 of 3 labels shards [2, 5] of 6' in logs[1]
+  finished, _ = manifest_lib.read_finished_stats(out, 6)
+  assert finished == [0, 1, 2, 3, 5]
+  # Incomplete: no host wrote a manifest.
+  assert not os.path.exists(os.path.join(out, manifest_lib.MANIFEST))
+
+  rerun = subprocess.run(
+    args, env=env(1), capture_output=True, text=True, timeout=600, cwd=REPO
+  )
+  assert rerun.returncode == 0, rerun.stderr[-3000:]
+  assert 'Skipping 1 finished shard(s)' in rerun.stderr
   ids = _ids(out)
-  assert sorted(ids, key=int) == [str(i) for i in range(1, 121)]
+  assert sorted(ids, key=int) == [str(i) for i in range(1, 91)]
   assert not tf.io.gfile.glob(os.path.join(out, '*.tmp-*'))
   with open(os.path.join(out, manifest_lib.MANIFEST)) as f:
     manifest = json.load(f)
-  assert manifest['complete'] and manifest['images_written'] == 120
+  assert manifest['complete'] and manifest['images_written'] == 90
+  assert manifest['pool_partition'] == 'files'
+  # Each shard holds the images of its own file of the pool.
+  for k in range(6):
+    file_ids = {
+      e['source_id'].numpy().decode()
+      for e in pools.TFRecordPool(f'{split}/data-*.tfrecord').dataset(6, k)
+    }
+    shard = tf.data.TFRecordDataset(shard_files.shard_path(out, k, 6))
+    assert {
+      tf_example_decoder.TfExampleDecoder()
+      .decode(r)['source_id']
+      .numpy()
+      .decode()
+      for r in shard
+    } == file_ids
+
+  # --merge rebuilds the manifest from the shards alone.
+  os.remove(os.path.join(out, manifest_lib.MANIFEST))
+  merged = subprocess.run(
+    [sys.executable, TOOL, f'--output_dir={out}', '--merge'],
+    env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'),
+    capture_output=True,
+    text=True,
+    timeout=300,
+    cwd=REPO,
+  )
+  assert merged.returncode == 0, merged.stderr[-3000:]
+  with open(os.path.join(out, manifest_lib.MANIFEST)) as f:
+    remerged = json.load(f)
+  assert remerged['complete'] and remerged['images_written'] == 90
+  assert remerged['teacher_checkpoint'] == manifest['teacher_checkpoint']
 
 
 @pytest.mark.e2e

@@ -151,3 +151,26 @@ def test_manifest_adds_the_wall_time_of_earlier_runs(tmp_path):
   written = manifest.write_manifest(out, 1, {}, seconds=3.0)
   assert written['complete']
   assert written['wall_seconds'] == 5.0
+
+
+def test_shards_carry_their_header_and_must_agree(tmp_path):
+  out = str(tmp_path)
+  header = {'teacher_checkpoint': 'ckpt-6', 'pool': {'kind': 'x'}}
+  for index in range(2):
+    shard_files.atomic_write_bytes(shard_files.shard_path(out, index, 3), b'')
+    manifest.write_shard_stats(
+      out, index, 3, _stats_of_one_labelled_image(), header
+    )
+  # Merged with no header given (`--merge`): the shards' own.
+  merged = manifest.write_manifest(out, 3, None, seconds=0.0)
+  assert merged['teacher_checkpoint'] == 'ckpt-6'
+  shard_files.atomic_write_bytes(shard_files.shard_path(out, 2, 3), b'')
+  manifest.write_shard_stats(
+    out,
+    2,
+    3,
+    _stats_of_one_labelled_image(),
+    dict(header, teacher_checkpoint='ckpt-9'),
+  )
+  with pytest.raises(ValueError, match=r'Shards 0 and 2 .* teacher_checkpoint'):
+    manifest.write_manifest(out, 3, None, seconds=0.0)

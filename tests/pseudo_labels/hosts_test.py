@@ -1,0 +1,76 @@
+"""Hosts of a cluster: numbered from TF_CONFIG without collision."""
+
+import json
+
+import pytest
+
+from official_selftrain import pipeline
+from official_selftrain.pseudo_labels import hosts
+
+CLUSTER = {
+  'chief': ['h:1'],
+  'worker': ['h:2', 'h:3'],
+  'evaluator': ['h:4'],
+}
+
+
+def _config(kind, index, cluster=CLUSTER):
+  return json.dumps(
+    {'cluster': cluster, 'task': {'type': kind, 'index': index}}
+  )
+
+
+def test_chief_and_workers_are_distinct_hosts():
+  found = [
+    hosts.from_tf_config(_config(kind, i))
+    for kind, i in (('chief', 0), ('worker', 0), ('worker', 1))
+  ]
+  assert found == [hosts.Host(0, 3), hosts.Host(1, 3), hosts.Host(2, 3)]
+  shards = [h.shards(8) for h in found]
+  assert shards == [[0, 3, 6], [1, 4, 7], [2, 5]]
+
+
+def test_workers_without_chief_are_numbered_from_zero():
+  cluster = {'worker': ['h:1', 'h:2']}
+  assert hosts.from_tf_config(_config('worker', 1, cluster)) == hosts.Host(1, 2)
+
+
+@pytest.mark.parametrize(
+  'tf_config', ['', _config('worker', 0, {'worker': ['h']})]
+)
+def test_no_cluster_is_a_single_host(tf_config):
+  assert hosts.from_tf_config(tf_config) is None
+
+
+@pytest.mark.parametrize(
+  'tf_config, message',
+  [
+    (_config('evaluator', 0), "'evaluator' labels no shard"),
+    (_config('worker', 5), 'worker:5 is not in its cluster'),
+    ('{"cluster": ', 'TF_CONFIG is not JSON'),
+  ],
+)
+def test_bad_tf_config_is_named(tf_config, message):
+  with pytest.raises(ValueError, match=message):
+    hosts.from_tf_config(tf_config)
+
+
+def test_host_index_out_of_range_is_an_error():
+  with pytest.raises(ValueError, match=r'host index 3 is not in \[0, 3\)'):
+    hosts.Host(3, 3)
+
+
+def test_default_shards_are_a_multiple_of_the_hosts():
+  assert hosts.default_num_shards(None) == 8
+  assert hosts.default_num_shards(hosts.Host(0, 3)) == 9
+  assert hosts.default_num_shards(hosts.Host(0, 16)) == 16
+
+
+def test_pipeline_worker_labels_its_shards_and_waits(monkeypatch):
+  monkeypatch.setenv('TF_CONFIG', _config('worker', 1))
+  assert pipeline._host_shards({'num_shards': 6}) == {
+    'shard_indices': [2, 5],
+    'wait_for_all': True,
+  }
+  monkeypatch.delenv('TF_CONFIG')
+  assert pipeline._host_shards({}) == {}
