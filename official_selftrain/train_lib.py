@@ -7,6 +7,7 @@ TensorBoard summaries under model_dir, every evaluation in eval_results.json.
 """
 
 import os
+import re
 from typing import Dict
 from typing import Optional
 from typing import Tuple
@@ -148,18 +149,24 @@ def worker_dir(model_dir: str, strategy: tf.distribute.Strategy) -> str:
       tf.io.gfile.copy(
         path, os.path.join(scratch, os.path.basename(path)), overwrite=True
       )
-    tf.train.update_checkpoint_state(
+    tf.compat.v1.train.update_checkpoint_state(
       scratch, os.path.join(scratch, os.path.basename(latest))
     )
   return scratch
 
 
 def _worker_lost_error(model_dir: str, error: Exception) -> Exception:
-  first_line = (str(error).strip().splitlines() or [''])[0][:300]
+  text = str(error)
+  # TF's health check names the tasks that stopped sending heartbeats.
+  lost = re.search(r'stopped sending heartbeats\):\s*((?:/job:\S+\s*)+)', text)
+  if lost:
+    why = f'{", ".join(lost.group(1).split())} stopped sending heartbeats'
+  else:
+    why = (text.strip().splitlines() or [''])[0][:300]
   latest = tf.train.latest_checkpoint(model_dir)
   return WorkerLostError(
     f'A worker of the cluster stopped or cannot be reached '
-    f'({type(error).__name__}: {first_line}). The last checkpoint is '
+    f'({type(error).__name__}: {why}). The last checkpoint is '
     f'{latest or "(none yet)"}: restart every worker with the same command '
     'and TF_CONFIG, and the run resumes from it.'
   )
@@ -197,6 +204,30 @@ def _write_configs(config, model_dir: str) -> None:
     f.write(gin.config_str())
 
 
+class _Runner(train_lib.OrbitExperimentRunner):
+  """Model Garden's runner; a worker other than the chief resumes too.
+
+  Model Garden saves a non-chief worker's (collective) checkpoints to a
+  fresh temp dir: on a rerun that worker starts from step 0 while the chief
+  restores its checkpoint, and the cluster's first collectives then mismatch
+  (`Collective instance ... expected type ... data_type 9`). Here the worker
+  checkpoints in its scratch model_dir, which `worker_dir` seeded with the
+  chief's latest checkpoint.
+  """
+
+  def _maybe_build_checkpoint_manager(self):
+    if not self.trainer.checkpoint or self.strategy.extended.should_checkpoint:
+      return super()._maybe_build_checkpoint_manager()
+    return tf.train.CheckpointManager(
+      self.trainer.checkpoint,
+      directory=self.model_dir,
+      max_to_keep=1,
+      step_counter=self.trainer.global_step,
+      checkpoint_interval=self.params.trainer.checkpoint_interval,
+      init_fn=self.trainer.initialize,
+    )
+
+
 def _run_orbit(config, task, mode, model_dir, strategy, results) -> None:
   """Model Garden's trainer and Orbit's controller, with our two actions."""
   with strategy.scope():
@@ -220,7 +251,7 @@ def _run_orbit(config, task, mode, model_dir, strategy, results) -> None:
         name=os.path.basename(os.path.normpath(model_dir)),
       )
     )
-  train_lib.run_experiment(
+  _Runner(
     distribution_strategy=strategy,
     task=task,
     mode=mode,
@@ -229,7 +260,7 @@ def _run_orbit(config, task, mode, model_dir, strategy, results) -> None:
     trainer=trainer,
     train_actions=train_actions,
     eval_actions=[results],
-  )
+  ).run()
 
 
 def run(

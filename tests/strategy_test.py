@@ -1,5 +1,7 @@
 """Strategy choice: the default cannot trip a user; a missing TPU is named."""
 
+import os
+
 from helpers import TINY_GIN
 from helpers import run_train
 import pytest
@@ -62,3 +64,32 @@ def test_unreachable_tpu_stops_with_an_error_naming_tpu(data_dir, tmp_path):
   assert result.returncode == 1, result.stderr[-2000:]
   assert '--tpu=local: no TPU reachable (NotFoundError' in result.stderr
   assert 'Traceback' not in result.stderr
+
+
+def test_student_mixed_batch_has_static_shapes_for_tpu(data_dir, clear_gin):
+  # XLA on TPU compiles one program per shape: the student's [human | pseudo]
+  # batches must have every dimension known (drop_remainder, padded boxes).
+  import gin
+  import helpers
+  from official.core import task_factory
+  import tensorflow as tf
+
+  from official_selftrain import config_files
+  from official_selftrain.configs import self_training
+
+  config_files.parse([TINY_GIN], [])
+  pseudo = os.path.join(data_dir, 'pseudo_for_static_shapes.tfrecord')
+  helpers.write_pseudo_labels(pseudo, 16, helpers.TINY_SPEC)
+  with gin.unlock_config():
+    student = self_training.self_training_experiment(
+      pseudo_label_pattern=pseudo, init_from_teacher=False, train_steps=3
+    )
+  student.prepare()
+  config = student.config
+  assert config.task.train_data.drop_remainder
+  task = task_factory.get_task(config.task)
+  dataset = task.build_inputs(config.task.train_data)
+  specs = tf.nest.flatten(dataset.element_spec)
+  assert specs and all(s.shape.is_fully_defined() for s in specs), specs
+  batch = config.task.train_data.global_batch_size
+  assert all(s.shape[0] == batch for s in specs), specs
