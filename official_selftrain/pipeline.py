@@ -300,6 +300,7 @@ def run(pipeline: Pipeline, model_dir: str, run_fn) -> Dict[str, Any]:
       teacher_dir,
       pseudo_dir,
       student_experiment.config.task.pseudo_score_threshold,
+      _strategy_of(run_fn),
     )
     total_steps += student_experiment.config.trainer.train_steps
     student_dir = os.path.join(round_dir, 'student')
@@ -346,8 +347,18 @@ def _teacher(pipeline: Pipeline, model_dir: str, run_fn):
   return teacher, warm
 
 
+def _strategy_of(run_fn) -> Optional[Any]:
+  """The strategy `run_fn` trains under (`train.py` binds it with
+  functools.partial), for the labeller; None if it binds none."""
+  return getattr(run_fn, 'keywords', {}).get('strategy')
+
+
 def _pseudo_labels(
-  pipeline: Pipeline, teacher_dir: str, pseudo_dir: str, read_threshold: float
+  pipeline: Pipeline,
+  teacher_dir: str,
+  pseudo_dir: str,
+  read_threshold: float,
+  strategy: Optional[Any] = None,
 ) -> Dict[str, Any]:
   """Labels the pool with the teacher unless that is done; the manifest's
   counts and quality are taken at the student's read threshold."""
@@ -367,6 +378,7 @@ def _pseudo_labels(
     teacher_dir=teacher_dir,
     pool=pipeline.pool,
     output_dir=pseudo_dir,
+    strategy=strategy,
     **kwargs,
     **_host_shards(kwargs),
   )

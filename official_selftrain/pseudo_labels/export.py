@@ -15,6 +15,7 @@ shards (`manifest`: teacher, thresholds, NMS, counts, skipped images with
 reasons, boxes per class, quality against held-aside ground truth, wall time).
 """
 
+import contextlib
 import json
 import os
 import socket
@@ -32,6 +33,7 @@ import tensorflow as tf
 from official_selftrain import progress as progress_lib
 from official_selftrain.data import pools
 from official_selftrain.pseudo_labels import manifest as manifest_lib
+from official_selftrain.pseudo_labels import replicated
 from official_selftrain.pseudo_labels import saved_model_teacher
 from official_selftrain.pseudo_labels import segmentation_teacher
 from official_selftrain.pseudo_labels import shard_files
@@ -213,6 +215,7 @@ def export_pseudo_labels(
   wait_for_all: bool = False,
   wait_timeout_seconds: float = 24 * 3600.0,
   merge_only: bool = False,
+  strategy: Optional[tf.distribute.Strategy] = None,
 ) -> Dict[str, Any]:
   """Labels `pool` with the teacher in `teacher_dir`; returns the manifest.
 
@@ -246,6 +249,7 @@ def export_pseudo_labels(
     wait_timeout_seconds: how long to wait for them before an error.
     merge_only: label nothing; merge the finished shards' stats into
       manifest.json (each shard carries its header).
+    strategy: label on its replicas (`replicated`; None: one device).
 
   A segmentation teacher (by the teacher_dir's params.yaml) writes label maps
   instead of boxes (`segmentation_teacher`): `read_threshold` is then its
@@ -266,23 +270,26 @@ def export_pseudo_labels(
   if merge_only:
     return _write_manifest(output_dir, num_shards, None, 0.0)
   start = time.time()
+  strategy = replicated.labelling_strategy(strategy)
   if teacher is None:
-    teacher = restore_teacher(
-      teacher_dir,
-      teacher_checkpoint,
-      score_floor=export_floor,
-      nms_iou_threshold=nms_iou_threshold,
-      max_detections=max_detections,
-      pre_nms_top_k=pre_nms_top_k,
-      nms_version=nms_version,
-      scales=scales,
-      flip=flip,
-      threshold=read_threshold,
-      sliding_window=sliding_window,
-    )
+    with strategy.scope() if strategy else contextlib.nullcontext():
+      teacher = restore_teacher(
+        teacher_dir,
+        teacher_checkpoint,
+        score_floor=export_floor,
+        nms_iou_threshold=nms_iou_threshold,
+        max_detections=max_detections,
+        pre_nms_top_k=pre_nms_top_k,
+        nms_version=nms_version,
+        scales=scales,
+        flip=flip,
+        threshold=read_threshold,
+        sliding_window=sliding_window,
+      )
   header = _manifest_header(
     teacher_dir, teacher, pool, export_floor, read_threshold, num_shards
   )
+  teacher = _on_replicas(teacher, strategy)
   tf.io.gfile.makedirs(output_dir)
   todo = _shards_to_do(
     output_dir, num_shards, shard_indices, header['pool_partition']
@@ -333,6 +340,27 @@ def _label_shards(
     manifest_lib.write_shard_stats(
       output_dir, k, num_shards, stats, header, labelled
     )
+
+
+def _on_replicas(teacher, strategy):
+  """The teacher labelling on every replica of `strategy` (None: as it is)."""
+  if strategy is None:
+    return teacher
+  if isinstance(
+    teacher,
+    (
+      saved_model_teacher.SavedModelTeacher,
+      saved_model_teacher.SavedModelSegmentationTeacher,
+    ),
+  ):
+    logging.info('A SavedModel teacher labels on one device.')
+    return teacher
+  logging.info(
+    'Labelling on %d replicas (%s).',
+    strategy.num_replicas_in_sync,
+    type(strategy).__name__,
+  )
+  return replicated.ReplicatedTeacher(teacher, strategy)
 
 
 def _write_manifest(output_dir, num_shards, header, seconds) -> Dict[str, Any]:

@@ -30,6 +30,7 @@ import tensorflow as tf
 
 from official_selftrain import cli  # the --gin_file / --gin_param flags
 from official_selftrain import registry_imports  # noqa: F401
+from official_selftrain import train_lib
 from official_selftrain.data import pools
 from official_selftrain.pseudo_labels import export
 from official_selftrain.pseudo_labels import hosts
@@ -58,6 +59,14 @@ flags.DEFINE_integer(
 flags.DEFINE_bool(
   'merge', False, 'Label nothing: write manifest.json from the finished shards.'
 )
+flags.DEFINE_enum(
+  'strategy',
+  'auto',
+  ['auto', 'one_device', 'mirrored'],
+  'Devices the teacher labels on: auto (every visible GPU, one replica '
+  'each), one_device or mirrored.',
+)
+flags.DEFINE_integer('num_gpus', None, 'GPUs to label on (default: all).')
 flags.DEFINE_float('read_threshold', None, "The student's score threshold.")
 flags.DEFINE_float('export_floor', None, 'Lowest score written.')
 flags.DEFINE_integer('batch_size', None, 'Images per teacher call.')
@@ -145,9 +154,8 @@ def merge_kwargs(kwargs):
   return merge
 
 
-def main(argv):
-  del argv
-  cli.parse_gin_flags()
+def flag_kwargs():
+  """The export's arguments the command line gives (gin binds the rest)."""
   kwargs = {}
   if FLAGS.teacher_dir:
     kwargs['teacher_dir'] = FLAGS.teacher_dir
@@ -166,9 +174,23 @@ def main(argv):
       kwargs[name] = getattr(FLAGS, name)
   if FLAGS.scales:
     kwargs['scales'] = [float(s) for s in FLAGS.scales]
+  return kwargs
+
+
+def main(argv):
+  del argv
+  cli.parse_gin_flags()
+  kwargs = flag_kwargs()
   kwargs.update(shard_kwargs())
   if FLAGS.merge:
     kwargs.update(merge_kwargs(kwargs))
+  else:
+    try:
+      kwargs['strategy'] = train_lib.build_strategy(
+        FLAGS.strategy, None, FLAGS.num_gpus
+      )
+    except ValueError as e:
+      raise cli.UserError(str(e)) from e
   try:
     manifest = export.export_pseudo_labels(**kwargs)
   except ValueError as e:  # thresholds out of range, and the like
