@@ -2,6 +2,7 @@
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -149,3 +150,14 @@ def unmatched_detections(ours, theirs, box_tolerance, score_tolerance=1e-5):
     else:
       missing += 1
   return missing
+
+
+def free_ports(count):
+  """`count` TCP ports free on 127.0.0.1 now (for a local cluster)."""
+  sockets = [socket.socket() for _ in range(count)]
+  for s in sockets:
+    s.bind(('127.0.0.1', 0))
+  ports = [s.getsockname()[1] for s in sockets]
+  for s in sockets:
+    s.close()
+  return ports

@@ -5,32 +5,22 @@ killed worker stops the run with a clear error, and the rerun resumes."""
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 from helpers import REPO
 from helpers import TINY_GIN
+from helpers import free_ports
 import pytest
 import tensorflow as tf
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
-def _free_ports(count):
-  sockets = [socket.socket() for _ in range(count)]
-  for s in sockets:
-    s.bind(('127.0.0.1', 0))
-  ports = [s.getsockname()[1] for s in sockets]
-  for s in sockets:
-    s.close()
-  return ports
-
-
 def _start_workers(data_dir, model_dir, steps, mode='train_and_eval'):
   """Two `train` processes of one cluster; worker 0 is the chief."""
-  cluster = {'worker': [f'127.0.0.1:{p}' for p in _free_ports(2)]}
+  cluster = {'worker': [f'127.0.0.1:{p}' for p in free_ports(2)]}
   workers = []
   for index in range(2):
     tf_config = {'cluster': cluster, 'task': {'type': 'worker', 'index': index}}

@@ -10,7 +10,6 @@ which writes the global batch and initial weights the workers load.
 import json
 import os
 import pickle
-import socket
 import subprocess
 import sys
 
@@ -137,18 +136,10 @@ def worker(data_dir, batch_file, out_file):
       pickle.dump(result, f)
 
 
-def _free_ports(count):
-  sockets = [socket.socket() for _ in range(count)]
-  for s in sockets:
-    s.bind(('127.0.0.1', 0))
-  ports = [s.getsockname()[1] for s in sockets]
-  for s in sockets:
-    s.close()
-  return ports
-
-
 def _run_cluster(data_dir, batch_file, out_file):
-  ports = _free_ports(2)
+  import helpers
+
+  ports = helpers.free_ports(2)
   cluster = {'worker': [f'127.0.0.1:{p}' for p in ports]}
   workers = []
   for index in range(2):
