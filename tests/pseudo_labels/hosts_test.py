@@ -74,3 +74,33 @@ def test_pipeline_worker_labels_its_shards_and_waits(monkeypatch):
   }
   monkeypatch.delenv('TF_CONFIG')
   assert pipeline._host_shards({}) == {}
+
+
+def _finish_shard(out, index, num_shards):
+  from official_selftrain.pseudo_labels import manifest
+  from official_selftrain.pseudo_labels import shard_files
+
+  shard_files.atomic_write_bytes(
+    shard_files.shard_path(out, index, num_shards), b''
+  )
+  manifest.write_shard_stats(
+    out, index, num_shards, manifest.ShardStats(0.5, 3), {'pool': 'p'}
+  )
+
+
+def test_a_host_waits_for_the_others_shards(tmp_path):
+  import threading
+
+  from official_selftrain.pseudo_labels import export
+
+  out = str(tmp_path)
+  _finish_shard(out, 0, 3)
+  with pytest.raises(TimeoutError, match=r'Shards \[1, 2\] .* not finished'):
+    export._wait_for_shards(out, 3, timeout_seconds=0.2, poll=0.05)
+  # The other hosts finish theirs while this one waits.
+  others = threading.Timer(
+    0.3, lambda: [_finish_shard(out, k, 3) for k in (1, 2)]
+  )
+  others.start()
+  export._wait_for_shards(out, 3, timeout_seconds=30, poll=0.05)
+  others.join()
