@@ -380,15 +380,18 @@ def _pseudo_labels(
     output_dir=pseudo_dir,
     strategy=strategy,
     **kwargs,
-    **_host_shards(kwargs),
+    **_host_shards(
+      kwargs, isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    ),
   )
 
 
-def _host_shards(kwargs: Dict[str, Any]) -> Dict[str, Any]:
-  """The shards this worker labels when the pipeline runs on a cluster
-  (TF_CONFIG, as for MultiWorkerMirroredStrategy): each worker labels its own
-  and waits for the others', since every worker trains on all of them."""
-  host = hosts.from_tf_config()
+def _host_shards(kwargs: Dict[str, Any], multi_worker: bool) -> Dict[str, Any]:
+  """The shards this worker labels when the pipeline trains under
+  MultiWorkerMirroredStrategy (hosts from TF_CONFIG): each worker labels its
+  own and waits for the others', since every worker trains on all of them.
+  Under any other strategy a TF_CONFIG is not this run's cluster: {}."""
+  host = hosts.from_tf_config() if multi_worker else None
   if host is None:
     return {}
   num_shards = kwargs.get('num_shards', _export_default('num_shards'))

@@ -155,8 +155,25 @@ def worker_dir(model_dir: str, strategy: tf.distribute.Strategy) -> str:
   return scratch
 
 
-def _worker_lost_error(model_dir: str, error: Exception) -> Exception:
+# What TF's collectives say when a peer of the cluster is gone.
+_PEER_LOST = ('stopped sending heartbeats', 'Collective ops is aborted', 'peer')
+
+
+def _barrier(strategy: tf.distribute.Strategy) -> None:
+  """Returns on every worker once all reach it: the chief gets here after its
+  last checkpoint save, so a worker's next stage (evaluation, labelling)
+  reads the chief's final checkpoint, not the one before (Orbit saves after
+  the last evaluation, with no collective after it)."""
+  ones = strategy.run(lambda: tf.constant(1.0))
+  strategy.reduce(tf.distribute.ReduceOp.SUM, ones, axis=None)
+
+
+def _worker_lost_error(model_dir: str, error: Exception) -> Optional[Exception]:
+  """A WorkerLostError for a collective that failed for a lost peer; None
+  for any other error (a storage read, say)."""
   text = str(error)
+  if not any(marker in text for marker in _PEER_LOST):
+    return None
   # TF's health check names the tasks that stopped sending heartbeats.
   lost = re.search(r'stopped sending heartbeats\):\s*((?:/job:\S+\s*)+)', text)
   if lost:
@@ -298,9 +315,10 @@ def run(
   try:
     _run_orbit(config, task, mode, write_dir, strategy, results)
   except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError) as e:
-    if _cluster_task(strategy) is None:
+    lost = _worker_lost_error(model_dir, e) if _cluster_task(strategy) else None
+    if lost is None:
       raise
-    raise _worker_lost_error(model_dir, e) from e
+    raise lost from e
   except tf.errors.InvalidArgumentError as e:
     named = _undecodable_records_error(config)
     if named is not None:
@@ -310,6 +328,8 @@ def run(
     if 'loss value' in str(e):
       raise _diverged_error(model_dir, e) from e
     raise
+  if _cluster_task(strategy) is not None:
+    _barrier(strategy)
   if write_dir != model_dir:
     tf.io.gfile.rmtree(write_dir)  # the chief's files are the run's
   metrics = results.latest

@@ -108,7 +108,10 @@ class TFRecordPool:
     return files
 
   def partition(self, num_parts: int) -> str:
-    return partition_kind(len(self.files()), num_parts)
+    """How the pool is split, with its file count: a pool that gained or
+    lost files splits otherwise, and its finished shards are redone."""
+    num_files = len(self.files())
+    return f'{partition_kind(num_files, num_parts)}:{num_files}'
 
   def dataset(self, num_parts: int = 1, part: int = 0) -> tf.data.Dataset:
     files = self.files()
@@ -152,9 +155,9 @@ def file_part(num_files: int, num_parts: int, part: int):
 
 
 def _record_id(path, position):
-  """`<file name>:<record position>`, the id of a record without one."""
-  name = tf.strings.split(path, '/')[-1]
-  return tf.strings.join([name, tf.strings.as_string(position)], ':')
+  """`<file path>:<record position>`, the id of a record without one (the
+  whole path: two folders may hold files of one name)."""
+  return tf.strings.join([path, tf.strings.as_string(position)], ':')
 
 
 @dataclasses.dataclass

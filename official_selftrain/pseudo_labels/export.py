@@ -47,8 +47,8 @@ def _finished_partition(output_dir: str, k: int, num_shards: int) -> str:
     shard_files.stats_path(output_dir, k, num_shards)
   ) as f:
     header = json.load(f).get('header', {})
-  # Shards written before pools had a partition were split by record.
-  return header.get('pool_partition', 'records')
+  # Shards written before pools had a partition were split another way.
+  return header.get('pool_partition', 'legacy')
 
 
 def _shards_to_do(
@@ -248,7 +248,7 @@ def export_pseudo_labels(
       theirs (the pipeline's hosts all go on to train on every shard).
     wait_timeout_seconds: how long to wait for them before an error.
     merge_only: label nothing; merge the finished shards' stats into
-      manifest.json (each shard carries its header).
+      manifest.json (each shard carries its header), complete or not.
     strategy: label on its replicas (`replicated`; None: one device).
 
   A segmentation teacher (by the teacher_dir's params.yaml) writes label maps
@@ -267,8 +267,9 @@ def export_pseudo_labels(
       f'export_floor={export_floor} must be in [0, '
       f'read_threshold={read_threshold}].'
     )
+  _check_shard_count(output_dir, num_shards)
   if merge_only:
-    return _write_manifest(output_dir, num_shards, None, 0.0)
+    return _write_manifest(output_dir, num_shards, None, 0.0, force=True)
   start = time.time()
   strategy = replicated.labelling_strategy(strategy)
   if teacher is None:
@@ -363,13 +364,27 @@ def _on_replicas(teacher, strategy):
   return replicated.ReplicatedTeacher(teacher, strategy)
 
 
-def _write_manifest(output_dir, num_shards, header, seconds) -> Dict[str, Any]:
+def _check_shard_count(output_dir: str, num_shards: int) -> None:
+  """Refuses an output_dir holding shards of another count: the student
+  reads every shard there, so two splittings would label images twice."""
+  counts = set(shard_files.shard_counts(output_dir)) - {num_shards}
+  if counts:
+    raise ValueError(
+      f'{output_dir} holds shards of {sorted(counts)} part(s), this export '
+      f'asks for {num_shards}: give --num_shards={min(counts)} (the same on '
+      'every host) or export into a new directory.'
+    )
+
+
+def _write_manifest(
+  output_dir, num_shards, header, seconds, force=False
+) -> Dict[str, Any]:
   """The merged manifest; written to output_dir/manifest.json once every
   shard is finished (by whichever host finishes last: the hosts of a cluster
   write it only then, so a partial one never replaces the whole)."""
   finished, _ = manifest_lib.read_finished_stats(output_dir, num_shards)
   complete = len(finished) == num_shards
-  if not complete:
+  if not complete and not force:
     logging.info(
       '%d of %d shards finished in %s: manifest.json is written by the host '
       'that finishes the last one (or by --merge).',
@@ -378,5 +393,5 @@ def _write_manifest(output_dir, num_shards, header, seconds) -> Dict[str, Any]:
       output_dir,
     )
   return manifest_lib.write_manifest(
-    output_dir, num_shards, header, seconds, write=complete
+    output_dir, num_shards, header, seconds, write=complete or force
   )

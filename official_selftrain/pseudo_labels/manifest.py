@@ -292,23 +292,25 @@ def write_shard_stats(
   )
 
 
-# Header fields every shard of one export must share.
-_SHARED_HEADER = ('teacher_checkpoint', 'pool', 'pool_partition')
+# Header fields shards of one export may differ in (the teacher's path as a
+# host spells it; the student's read threshold, applied when reading boxes).
+_FREE_HEADER = ('teacher_dir', 'read_threshold')
 
 
 def check_same_header(finished: List[int], stats: List[Dict[str, Any]]):
   """The header the shards share (the first one's); {} if none has one.
 
   Raises:
-    ValueError: two shards were labelled by different teachers, pools or
-      partitions (hosts started with different flags), naming the shards.
+    ValueError: two shards were labelled by different teachers, pools,
+      partitions or settings (hosts started with different flags), naming
+      the shards and the setting.
   """
   headers = [(k, s['header']) for k, s in zip(finished, stats) if 'header' in s]
   if not headers:
     return {}
   first_shard, first = headers[0]
   for shard, header in headers[1:]:
-    for key in _SHARED_HEADER:
+    for key in sorted((set(first) | set(header)) - set(_FREE_HEADER)):
       if header.get(key) != first.get(key):
         raise ValueError(
           f'Shards {first_shard} and {shard} of one export differ in {key}: '

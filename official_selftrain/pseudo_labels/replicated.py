@@ -22,20 +22,16 @@ def labelling_strategy(
   """The strategy the labeller runs under: this process's devices only.
 
   Mirrored and one-device strategies as they are. A multi-worker strategy's
-  hosts label different shards, so each labels on its own devices (a local
-  MirroredStrategy over them): collectives across hosts would make every
+  hosts label different shards, so each labels on its own GPUs (a local
+  MirroredStrategy over them; one device without): collectives across hosts would make every
   host wait for the others at each batch. A TPU strategy: None (one device;
   the teacher's NMS is a host-side op here).
   """
   if strategy is None or isinstance(strategy, tf.distribute.OneDeviceStrategy):
     return None
   if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-    devices = [
-      d.split('/', 2)[-1] if d.startswith('/job:') else d
-      for d in strategy.extended.worker_devices
-    ]
-    devices = ['/' + d.lstrip('/') for d in devices]
-    return tf.distribute.MirroredStrategy(devices) if len(devices) > 1 else None
+    gpus = [d.name for d in tf.config.list_logical_devices('GPU')]
+    return tf.distribute.MirroredStrategy(gpus) if len(gpus) > 1 else None
   if isinstance(strategy, tf.distribute.MirroredStrategy):
     return strategy if strategy.num_replicas_in_sync > 1 else None
   logging.info(

@@ -52,8 +52,9 @@ def temp_path(path: str) -> str:
 
 
 def remove_stale_temps(path: str) -> None:
-  """Removes the temporaries of `path` that a killed run left."""
-  for stale in tf.io.gfile.glob(f'{path}.tmp-*'):
+  """Removes the temporaries of `path` that a killed run on this host left
+  (another host's may be a shard it is writing now)."""
+  for stale in tf.io.gfile.glob(f'{path}.tmp-{socket.gethostname()}-*'):
     tf.io.gfile.remove(stale)
 
 

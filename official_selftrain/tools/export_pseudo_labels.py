@@ -181,10 +181,12 @@ def main(argv):
   del argv
   cli.parse_gin_flags()
   kwargs = flag_kwargs()
-  kwargs.update(shard_kwargs())
-  if FLAGS.merge:
+  if FLAGS.merge:  # every host's shards: no host identity
+    if FLAGS.num_shards is not None:
+      kwargs['num_shards'] = FLAGS.num_shards
     kwargs.update(merge_kwargs(kwargs))
   else:
+    kwargs.update(shard_kwargs())
     try:
       kwargs['strategy'] = train_lib.build_strategy(
         FLAGS.strategy, None, FLAGS.num_gpus

@@ -38,8 +38,9 @@ def _ids(dataset):
   return [e['source_id'].numpy().decode() for e in dataset]
 
 
-def _expected_id(i, j):
-  return f'{i}-{j}' if j % 2 == 0 else f'data-{i:02d}.tfrecord:{j}'
+def _expected_id(directory, i, j):
+  path = os.path.join(directory, f'data-{i:02d}.tfrecord')
+  return f'{i}-{j}' if j % 2 == 0 else f'{path}:{j}'
 
 
 @pytest.mark.parametrize('num_files', [1, 2, 3, 5, 8, 13])
@@ -61,16 +62,22 @@ def test_file_part_puts_each_record_in_one_part(num_files, num_parts):
 def test_tfrecord_parts_read_only_their_files(tmp_path):
   paths = _write_files(str(tmp_path), [4, 3, 5, 2])
   pool = pools.TFRecordPool(str(tmp_path / 'data-*.tfrecord'))
-  assert pool.partition(4) == 'files' and pool.partition(8) == 'records'
+  assert pool.partition(4) == 'files:4' and pool.partition(8) == 'records:4'
   whole = set(_ids(pool.dataset()))
   assert len(whole) == 14
   for path in paths[1:]:  # only file 0 is left readable
     with open(path, 'wb') as f:
       f.write(b'not a tfrecord')
-  assert _ids(pool.dataset(4, 0)) == [_expected_id(0, j) for j in range(4)]
+  assert _ids(pool.dataset(4, 0)) == [
+    _expected_id(str(tmp_path), 0, j) for j in range(4)
+  ]
   # 8 parts of 4 files: parts 0 and 4 share file 0, by alternate records.
-  assert _ids(pool.dataset(8, 0)) == [_expected_id(0, j) for j in (0, 2)]
-  assert _ids(pool.dataset(8, 4)) == [_expected_id(0, j) for j in (1, 3)]
+  assert _ids(pool.dataset(8, 0)) == [
+    _expected_id(str(tmp_path), 0, j) for j in (0, 2)
+  ]
+  assert _ids(pool.dataset(8, 4)) == [
+    _expected_id(str(tmp_path), 0, j) for j in (1, 3)
+  ]
   with pytest.raises(tf.errors.DataLossError):
     _ids(pool.dataset(4, 1))
 

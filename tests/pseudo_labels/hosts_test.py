@@ -1,6 +1,7 @@
 """Hosts of a cluster: numbered from TF_CONFIG without collision."""
 
 import json
+import os
 
 import pytest
 
@@ -68,12 +69,14 @@ def test_default_shards_are_a_multiple_of_the_hosts():
 
 def test_pipeline_worker_labels_its_shards_and_waits(monkeypatch):
   monkeypatch.setenv('TF_CONFIG', _config('worker', 1))
-  assert pipeline._host_shards({'num_shards': 6}) == {
+  assert pipeline._host_shards({'num_shards': 6}, multi_worker=True) == {
     'shard_indices': [2, 5],
     'wait_for_all': True,
   }
+  # TF_CONFIG set by a platform, the run not multi-worker: every shard here.
+  assert pipeline._host_shards({'num_shards': 6}, multi_worker=False) == {}
   monkeypatch.delenv('TF_CONFIG')
-  assert pipeline._host_shards({}) == {}
+  assert pipeline._host_shards({}, multi_worker=True) == {}
 
 
 def _finish_shard(out, index, num_shards):
@@ -104,3 +107,22 @@ def test_a_host_waits_for_the_others_shards(tmp_path):
   others.start()
   export._wait_for_shards(out, 3, timeout_seconds=30, poll=0.05)
   others.join()
+
+
+def test_another_shard_count_in_the_output_dir_is_refused(tmp_path):
+  from official_selftrain.pseudo_labels import export
+
+  out = str(tmp_path)
+  _finish_shard(out, 0, 8)
+  with pytest.raises(
+    ValueError, match=r'shards of \[8\] part\(s\).*--num_shards=8'
+  ):
+    export.export_pseudo_labels(
+      teacher_dir=None, pool=None, output_dir=out, num_shards=9, merge_only=True
+    )
+  # --merge of a partial export writes it, marked incomplete.
+  written = export.export_pseudo_labels(
+    teacher_dir=None, pool=None, output_dir=out, num_shards=8, merge_only=True
+  )
+  assert written['finished_shards'] == [0] and not written['complete']
+  assert os.path.exists(os.path.join(out, 'manifest.json'))
