@@ -54,8 +54,10 @@ def temp_path(path: str) -> str:
 def remove_stale_temps(path: str) -> None:
   """Removes the temporaries of `path` that a killed run on this host left
   (another host's may be a shard it is writing now)."""
-  for stale in tf.io.gfile.glob(f'{path}.tmp-{socket.gethostname()}-*'):
-    tf.io.gfile.remove(stale)
+  mine = re.compile(re.escape(f'.tmp-{socket.gethostname()}-') + r'\d+$')
+  for stale in tf.io.gfile.glob(f'{path}.tmp-*'):
+    if mine.search(stale):  # not host `vm-2`'s when this is `vm`
+      tf.io.gfile.remove(stale)
 
 
 def atomic_write_bytes(path: str, data: bytes) -> None:

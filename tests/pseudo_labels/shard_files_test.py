@@ -1,6 +1,7 @@
 """Shard names, the finished check and atomic writes."""
 
 import os
+import socket
 
 from official_selftrain.pseudo_labels import shard_files
 
@@ -31,9 +32,19 @@ def test_atomic_write_leaves_only_the_file(tmp_path):
   assert (tmp_path / 'a.json').read_bytes() == b'second'
 
 
-def test_stale_temporaries_are_removed(tmp_path):
+def test_stale_temporaries_of_this_host_are_removed(tmp_path):
   path = str(tmp_path / 'pseudo-00000-of-00001.tfrecord')
-  (tmp_path / 'pseudo-00000-of-00001.tfrecord.tmp-123').write_bytes(b'x')
+  here = socket.gethostname()
+  (tmp_path / f'pseudo-00000-of-00001.tfrecord.tmp-{here}-123').write_bytes(
+    b'x'
+  )
+  # Another host's may be a shard it is writing now.
+  there = [
+    f'pseudo-00000-of-00001.tfrecord.tmp-{here}x-9',
+    f'pseudo-00000-of-00001.tfrecord.tmp-{here}-2-9',  # host `<here>-2`
+  ]
+  for name in there:
+    (tmp_path / name).write_bytes(b'x')
   (tmp_path / 'other.tmp-123').write_bytes(b'x')
   shard_files.remove_stale_temps(path)
-  assert os.listdir(tmp_path) == ['other.tmp-123']
+  assert sorted(os.listdir(tmp_path)) == sorted(['other.tmp-123'] + there)
