@@ -66,12 +66,14 @@ def _shards_to_do(
   for k in indices:
     if not shard_files.is_finished(output_dir, k, num_shards):
       todo.append(k)
-    elif _finished_partition(output_dir, k, num_shards) != partition:
+      continue
+    written = _finished_partition(output_dir, k, num_shards)
+    if written != partition:
       logging.warning(
         'Shard %d in %s split the pool by %s, this run by %s: labelled again.',
         k,
         output_dir,
-        _finished_partition(output_dir, k, num_shards),
+        written,
         partition,
       )
       todo.append(k)
