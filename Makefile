@@ -23,7 +23,7 @@ demo: data
 	$(PY) -m official_selftrain.train --gin_file=shapes_selftrain.gin --model_dir=$(MODEL_DIR)
 
 test: install
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=30 tests
 
 # The two tiers: in-process unit tests, and end-to-end tests that run the
 # commands as a user does (subprocesses). `make test` runs both.

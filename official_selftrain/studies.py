@@ -9,7 +9,12 @@ over seeds; a gain counts against the best supervised model of each seed.
 """
 
 import dataclasses
+import datetime
+import json
+import os
+import platform
 import statistics
+import subprocess
 from typing import Any
 from typing import Dict
 from typing import List
@@ -212,14 +217,23 @@ def curve_best(curves: Dict[str, Any], curve: str, max_steps: int):
   return max(points, key=lambda p: p['val'].get('AP', float('-inf')))
 
 
+def arm_metrics(summary, split: str) -> Dict[str, Optional[float]]:
+  """Per arm, its AP (mIoU for segmentation) on `split` ('test' or 'val')."""
+  metric = pipeline_lib.primary_metric(summary.get('student'))
+  arms = {}
+  for arm, _ in pipeline_lib.ARMS:
+    results = summary.get(arm) or {}
+    if split == 'test':
+      results = results.get('test') or {}
+    arms[arm] = results.get(metric)
+  return arms
+
+
 def seed_record(summary, curves=None, curve=None) -> Dict[str, Any]:
   """Test AP (mIoU for segmentation) per arm and the student's gain over the
   best baseline."""
   metric = pipeline_lib.primary_metric(summary.get('student'))
-  arms = {
-    arm: (summary.get(arm) or {}).get('test', {}).get(metric)
-    for arm, _ in pipeline_lib.ARMS
-  }
+  arms = arm_metrics(summary, 'test')
   if curves is not None:
     best = curve_best(curves, curve, summary['total_steps'])
     arms[CURVE_ARM] = None if best is None else (best['test'] or {}).get('AP')
@@ -236,6 +250,70 @@ def seed_record(summary, curves=None, curve=None) -> Dict[str, Any]:
     record['best_baseline'] = best_arm
     record['gain'] = arms['student'] - baselines[best_arm]
   return record
+
+
+def seed_record_path(records_dir: str, seed: int) -> str:
+  return os.path.join(records_dir, f'seed{seed}.json')
+
+
+def read_seed_record(records_dir: Optional[str], seed: int):
+  """The seed's record in `records_dir`; None without one."""
+  if not records_dir:
+    return None
+  path = seed_record_path(records_dir, seed)
+  if not os.path.exists(path):
+    return None
+  try:
+    with open(path) as f:
+      record = json.load(f)
+  except ValueError as e:
+    raise ValueError(f'{path}: not a seed record ({e})') from e
+  if not isinstance(record, dict) or 'test' not in record:
+    raise ValueError(f'{path}: not a seed record (no "test" per arm)')
+  return record
+
+
+def write_seed_record(records_dir: str, seed: int, record) -> None:
+  """Writes the record whole (temporary file, then renamed)."""
+  os.makedirs(records_dir, exist_ok=True)
+  path = seed_record_path(records_dir, seed)
+  with open(path + '.tmp', 'w') as f:
+    json.dump(record, f, indent=1)
+  os.replace(path + '.tmp', path)
+
+
+def _cpu_model() -> str:
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('model name'):
+          return line.split(':', 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
+
+
+def provenance(**fields) -> Dict[str, Any]:
+  """When, where and from which commit a record was measured."""
+  try:
+    commit = subprocess.run(
+      ['git', 'rev-parse', 'HEAD'],
+      cwd=os.path.dirname(os.path.abspath(__file__)),
+      capture_output=True,
+      text=True,
+      check=True,
+    ).stdout.strip()
+  except (OSError, subprocess.CalledProcessError):
+    commit = None
+  return {
+    'date': datetime.datetime.now(datetime.timezone.utc).isoformat(
+      timespec='seconds'
+    ),
+    'commit': commit,
+    'processor': _cpu_model(),
+    'cpu_count': os.cpu_count(),
+    **fields,
+  }
 
 
 def spread(values: List[float]) -> Optional[Dict[str, float]]:

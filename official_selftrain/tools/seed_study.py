@@ -18,6 +18,12 @@ resumes), then reads each `summary.json` and writes `study.json` and a PNG:
   curve for all seeds, so it is the same number in each);
 - the verdict the project asks of a gain: its mean over seeds, and whether
   every seed's gain is above 0.
+
+A run directory lives as long as its machine; with `--records_dir` (a folder in
+the repo, e.g. docs/seg_gain_study) a study spans machines: each finished
+seed's record (test per arm, val per arm, gain, steps, and where and when it
+was measured) is written there as `seed{N}.json`, and a seed whose record is
+there is read from it, not rerun (delete the file to measure it again).
 """
 
 import json
@@ -26,6 +32,7 @@ from typing import Any
 from typing import Dict
 
 from absl import flags
+from absl import logging
 
 from official_selftrain import cli
 from official_selftrain import pipeline as pipeline_lib
@@ -39,6 +46,12 @@ flags.DEFINE_string(
 )
 flags.DEFINE_string('curve', None, 'Its curve to compare with, e.g. f0.25_S4.')
 flags.DEFINE_string('plot', None, 'PNG (default: model_dir/study.png).')
+flags.DEFINE_string(
+  'records_dir',
+  None,
+  'Folder of per-seed records (seed{N}.json): written for each finished '
+  'seed, and read instead of rerunning a seed recorded there.',
+)
 
 FLAGS = flags.FLAGS
 
@@ -59,6 +72,31 @@ def run_seed(seed: int, model_dir: str, run_fn) -> Dict[str, Any]:
   return summary
 
 
+def _record(seed: int, curves) -> Dict[str, Any]:
+  """The seed's record: from --records_dir if there, else run (and write it)."""
+  try:
+    kept = studies.read_seed_record(FLAGS.records_dir, seed)
+  except ValueError as e:
+    raise cli.UserError(str(e)) from e
+  if kept is not None:
+    logging.info(
+      'seed %d: recorded %s (%s), not rerun',
+      seed,
+      kept.get('measured', {}).get('date', '?'),
+      studies.seed_record_path(FLAGS.records_dir, seed),
+    )
+    return kept
+  summary = run_seed(seed, FLAGS.model_dir, cli.default_run_fn())
+  record = studies.seed_record(summary, curves, FLAGS.curve)
+  if FLAGS.records_dir:
+    record['val'] = studies.arm_metrics(summary, 'val')
+    record['measured'] = studies.provenance(
+      gin_files=FLAGS.gin_file, gin_params=FLAGS.gin_param, seed=seed
+    )
+    studies.write_seed_record(FLAGS.records_dir, seed, record)
+  return record
+
+
 def main(argv):
   del argv
   if not FLAGS.model_dir:
@@ -69,13 +107,11 @@ def main(argv):
       raise cli.UserError('--learning_curves needs --curve (e.g. f0.25_S4).')
     with open(FLAGS.learning_curves) as f:
       curves = json.load(f)
-  run_fn = cli.default_run_fn()
   records = {}
   for seed in (int(s) for s in FLAGS.seeds):
-    records[seed] = studies.seed_record(
-      run_seed(seed, FLAGS.model_dir, run_fn), curves, FLAGS.curve
-    )
+    records[seed] = _record(seed, curves)
   study = studies.aggregate(records)
+  os.makedirs(FLAGS.model_dir, exist_ok=True)
   with open(os.path.join(FLAGS.model_dir, studies.STUDY), 'w') as f:
     json.dump(study, f, indent=1)
   studies.plot_study(

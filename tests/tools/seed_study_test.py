@@ -105,6 +105,58 @@ def test_a_segmentation_study_compares_miou(tmp_path):
     studies.aggregate(records)
 
 
+def test_seed_records_round_trip_and_a_bad_one_is_named(tmp_path):
+  summary = _summary(0.30, 0.34, 0.33, 0.40)
+  summary['student']['AP'] = 0.39  # val
+  record = studies.seed_record(summary)
+  assert studies.arm_metrics(summary, 'val')['student'] == 0.39
+  assert studies.arm_metrics(summary, 'test')['student'] == 0.40
+  record['measured'] = studies.provenance(seed=1)
+  assert record['measured']['date'] and record['measured']['cpu_count']
+  studies.write_seed_record(str(tmp_path), 1, record)
+  assert studies.read_seed_record(str(tmp_path), 1) == record
+  assert studies.read_seed_record(str(tmp_path), 2) is None
+  assert studies.read_seed_record(None, 1) is None
+  (tmp_path / 'seed2.json').write_text('{"teacher": ')
+  with pytest.raises(ValueError, match='seed2.json'):
+    studies.read_seed_record(str(tmp_path), 2)
+
+
+@pytest.mark.e2e
+def test_a_study_of_recorded_seeds_reruns_nothing(tmp_path):
+  records = tmp_path / 'records'
+  for seed, student in ((1, 0.40), (2, 0.38)):
+    record = studies.seed_record(_summary(0.30, 0.34, 0.33, student))
+    studies.write_seed_record(str(records), seed, record)
+  model_dir = tmp_path / 'study'
+  result = run_tool(
+    'seed_study.py',
+    f'--gin_file={TINY_SELFTRAIN}',
+    '--seeds=1,2',
+    f'--model_dir={model_dir}',
+    f'--records_dir={records}',
+    timeout=300,
+  )
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'seed 2: recorded' in result.stderr
+  study = json.loads((model_dir / studies.STUDY).read_text())
+  assert study['gain']['mean'] == pytest.approx(0.05)
+  assert study['every_seed_gains']
+  assert not (model_dir / 'seed1').exists()
+  # A record that is not one is named, and nothing is run.
+  (records / 'seed2.json').write_text('[]')
+  result = run_tool(
+    'seed_study.py',
+    f'--gin_file={TINY_SELFTRAIN}',
+    '--seeds=2',
+    f'--model_dir={model_dir}',
+    f'--records_dir={records}',
+    timeout=300,
+  )
+  assert result.returncode == 1
+  assert 'seed2.json: not a seed record' in result.stderr
+
+
 @pytest.mark.e2e
 @pytest.mark.slow
 def test_study_runs_each_seed_and_writes_the_study(tmp_path, data_dir):
