@@ -413,8 +413,8 @@ def _labelling_settings(manifest, kwargs):
   those this run asks for.
 
   Segmentation maps carry their pixel threshold, scales and flip; detection
-  shards their score floor and NMS (the box threshold is applied when the
-  student reads, so it may change freely)."""
+  shards their score floor, NMS and flip (the box threshold is applied when
+  the student reads, so it may change freely)."""
   if manifest.get('task') == 'segmentation':
     asked = {'pixel_threshold': kwargs['read_threshold']}
     for key in ('scales', 'flip', 'sliding_window'):
@@ -432,6 +432,7 @@ def _labelling_settings(manifest, kwargs):
     'pre_nms_top_k': nms.get('pre_nms_top_k'),
     'nms_version': nms.get('nms_version'),
   }
+  written['flip'] = manifest.get('flip', False)  # absent: one view
   asked = {k: kwargs.get(k, _export_default(k)) for k in written}
   for key in ('pre_nms_top_k', 'nms_version'):  # None: the teacher's own
     if asked[key] is None:

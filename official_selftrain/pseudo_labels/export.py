@@ -160,6 +160,11 @@ def _saved_model_teacher(path: str, checkpoint: Optional[str], **options):
     return saved_model_teacher.SavedModelSegmentationTeacher(
       path, **{k: options[k] for k in _SEGMENTATION_OPTIONS}
     )
+  if options['flip']:
+    raise ValueError(
+      f'{path} is a served detector: it labels one view. Labelling with '
+      '--flip needs the checkpoint teacher (its model_dir).'
+    )
   keys = ('score_floor', 'nms_iou_threshold', 'max_detections')
   return saved_model_teacher.SavedModelTeacher(
     path, **{k: options[k] for k in keys}
@@ -172,8 +177,8 @@ def restore_teacher(teacher_dir: str, checkpoint: Optional[str], **options):
   or a SavedModel of either (`saved_model_teacher`).
 
   `options`: `score_floor`, `nms_iou_threshold`, `max_detections`,
-  `pre_nms_top_k`, `nms_version` (detection); `scales`, `flip`, `threshold`,
-  `sliding_window` (segmentation).
+  `pre_nms_top_k`, `nms_version`, `flip` (detection); `scales`, `flip`,
+  `threshold`, `sliding_window` (segmentation).
   """
   if saved_model_teacher.is_saved_model(teacher_dir):
     return _saved_model_teacher(teacher_dir, checkpoint, **options)
@@ -188,6 +193,7 @@ def restore_teacher(teacher_dir: str, checkpoint: Optional[str], **options):
     'max_detections',
     'pre_nms_top_k',
     'nms_version',
+    'flip',
   )
   return teacher_lib.Teacher(
     teacher_dir, checkpoint, **{k: options[k] for k in keys}
@@ -243,7 +249,9 @@ def export_pseudo_labels(
     teacher: an already restored teacher to use instead of building one from
       teacher_dir (the NMS arguments above are then the teacher's own).
     scales: a segmentation teacher's inference scales (the paper's six).
-    flip: a segmentation teacher also labels each scale flipped.
+    flip: a segmentation teacher also labels each scale flipped; a detection
+      teacher labels each image and its mirror and fuses the two views' boxes
+      (`box_fusion`; beyond the paper).
     sliding_window: a segmentation teacher sees canvases larger than its
       input through input-size windows (`segmentation_teacher`).
     wait_for_all: after its shards, wait until the other hosts finished

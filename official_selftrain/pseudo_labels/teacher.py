@@ -25,6 +25,7 @@ import tensorflow as tf
 import tf_keras
 
 from official_selftrain.configs import detection as detection_cfg
+from official_selftrain.pseudo_labels import box_fusion
 from official_selftrain.pseudo_labels import manifest
 from official_selftrain.pseudo_labels import schema
 
@@ -155,6 +156,7 @@ class Teacher:
     pre_nms_top_k: Optional[int] = None,
     nms_version: Optional[str] = None,
     config: Optional[cfg.ExperimentConfig] = None,
+    flip: bool = False,
   ):
     """Builds the model and restores the checkpoint.
 
@@ -168,7 +170,12 @@ class Teacher:
       nms_version: Model Garden NMS version (None: the teacher's).
       config: the teacher's config (default: model_dir's params.yaml); with
         it and `checkpoint`, model_dir may be None.
+      flip: also label each image mirrored left-right, and fuse the two
+        views' boxes (`box_fusion.fuse`, at the NMS IoU; an option beyond
+        the paper, which labels detection in one view).
     """
+    self.flip = flip
+    self.score_floor = score_floor
     self.config = config or load_experiment_config(model_dir)
     self.checkpoint = latest_checkpoint(model_dir, checkpoint)
     model_config = self.config.task.model
@@ -206,9 +213,7 @@ class Teacher:
 
   def label_image(self, out, host, i, stats) -> tf.train.Example:
     """The record of image i of a labelled batch; adds it to `stats`."""
-    n = out['num_detections'][i]
-    boxes, classes = out['boxes'][i, :n], out['classes'][i, :n]
-    scores = out['scores'][i, :n]
+    boxes, classes, scores = self.detections(out, i)
     gt_classes = host['gt_classes'][i]
     valid = gt_classes > 0  # padded_batch pads with class 0
     stats.add(
@@ -224,9 +229,33 @@ class Teacher:
       scores,
     )
 
+  def detections(self, out, i):
+    """Image i's boxes, classes and scores in a labelled batch; the views of
+    a flipping teacher fused."""
+    n = out['num_detections'][i]
+    if not self.flip:
+      return out['boxes'][i, :n], out['classes'][i, :n], out['scores'][i, :n]
+    views = [
+      (
+        out['boxes'][i, v, :k],
+        out['classes'][i, v, :k],
+        out['scores'][i, v, :k],
+      )
+      for v, k in enumerate(n)
+    ]
+    return box_fusion.fuse(
+      views,
+      iou_threshold=self.nms['nms_iou_threshold'],
+      score_floor=self.score_floor,
+      max_detections=self.nms['max_num_detections'],
+    )
+
   def describe(self) -> Dict[str, Any]:
     """The teacher's settings, for the manifest."""
-    return {'nms': self.nms, 'teacher_input_size': self.input_size}
+    described = {'nms': self.nms, 'teacher_input_size': self.input_size}
+    if self.flip:  # absent: one view (as in labels written before the option)
+      described['flip'] = True
+    return described
 
   def preprocess(self, image: tf.Tensor):
     """uint8 [H, W, 3] -> (model input, image_info), no augmentation."""
@@ -241,24 +270,30 @@ class Teacher:
       keep_aspect_ratio=self._keep_aspect_ratio,
     )
 
-  @tf.function
-  def predict(
-    self, images: tf.Tensor, image_info: tf.Tensor
-  ) -> Dict[str, tf.Tensor]:
-    """Detections with boxes normalised to the original image, in [0, 1]."""
+  def _view(self, images, image_info, flipped: bool):
+    """One view's detections, boxes normalised to the original image."""
     batch = tf.shape(images)[0]
     anchors = {
       k: tf.tile(v[None], [batch, 1, 1, 1]) for k, v in self._anchors.items()
     }
+    image_shape = image_info[:, 1, :]
+    if flipped:
+      # The mirrored canvas holds the image at its right edge: clip boxes to
+      # the whole canvas width, then mirror them back.
+      images = tf.image.flip_left_right(images)
+      width = tf.cast(tf.shape(images)[2], image_shape.dtype)
+      image_shape = tf.stack(
+        [image_shape[:, 0], tf.fill([batch], width)], axis=1
+      )
     outputs = self.model(
-      images,
-      image_shape=image_info[:, 1, :],
-      anchor_boxes=anchors,
-      training=False,
+      images, image_shape=image_shape, anchor_boxes=anchors, training=False
     )
-    boxes = outputs['detection_boxes'] / tf.tile(
-      image_info[:, 2:3, :], [1, 1, 2]
-    )
+    boxes = outputs['detection_boxes']
+    if flipped:
+      ymin, xmin, ymax, xmax = tf.unstack(boxes, axis=-1)
+      width = tf.cast(tf.shape(images)[2], boxes.dtype)
+      boxes = tf.stack([ymin, width - xmax, ymax, width - xmin], axis=-1)
+    boxes = boxes / tf.tile(image_info[:, 2:3, :], [1, 1, 2])
     boxes = tf.clip_by_value(
       box_ops.normalize_boxes(boxes, image_info[:, 0:1, :]), 0.0, 1.0
     )
@@ -268,3 +303,16 @@ class Teacher:
       'classes': tf.cast(outputs['detection_classes'], tf.int64),
       'num_detections': tf.cast(outputs['num_detections'], tf.int32),
     }
+
+  @tf.function
+  def predict(
+    self, images: tf.Tensor, image_info: tf.Tensor
+  ) -> Dict[str, tf.Tensor]:
+    """Detections with boxes normalised to the original image, in [0, 1];
+    with `flip`, each key holds the two views on axis 1 (`detections`
+    fuses them)."""
+    out = self._view(images, image_info, flipped=False)
+    if not self.flip:
+      return out
+    mirrored = self._view(images, image_info, flipped=True)
+    return {k: tf.stack([out[k], mirrored[k]], axis=1) for k in out}

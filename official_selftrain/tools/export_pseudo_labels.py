@@ -5,9 +5,9 @@ r"""Labels an unlabelled pool with a trained teacher (pseudo-label TFRecords).
   python -m official_selftrain.tools.export_pseudo_labels --teacher_dir=... --pool=/photos/ ...
   python -m official_selftrain.tools.export_pseudo_labels --teacher_dir=... --pool=tfds:coco/2017:unlabeled
 
-The teacher may be a detector (boxes) or a segmenter (label maps from
-multi-scale inference: --scales, --flip; pixels below --read_threshold are
-ignored, 255). A pool is a TFRecord glob (labels in it are ignored, kept aside to measure
+The teacher may be a detector (boxes; --flip labels each image and its mirror
+and fuses the two views' boxes) or a segmenter (label maps from multi-scale
+inference: --scales, --flip; pixels below --read_threshold are ignored, 255). A pool is a TFRecord glob (labels in it are ignored, kept aside to measure
 pseudo-label quality), a folder or glob of JPEG/PNG files, or `tfds:NAME:SPLIT`.
 Hosts of a cluster label disjoint shards of one --output_dir (a shared file
 system): `--num_hosts=H --host_index=h` (host h labels shards h, h+H, ...), or
@@ -76,7 +76,12 @@ flags.DEFINE_list(
   "A segmentation teacher's inference scales (default the paper's "
   '0.5,0.75,1,1.25,1.5,1.75).',
 )
-flags.DEFINE_bool('flip', None, 'A segmentation teacher also labels flips.')
+flags.DEFINE_bool(
+  'flip',
+  None,
+  'Also label each image mirrored: a segmentation teacher averages the '
+  "flips' probabilities, a detector fuses the two views' boxes.",
+)
 flags.DEFINE_bool(
   'sliding_window',
   None,

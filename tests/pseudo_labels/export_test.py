@@ -98,6 +98,30 @@ def test_manifest_measures_quality_against_held_aside_labels(exported):
   assert quality['available'] and quality['true_objects_per_image'] > 1
 
 
+def test_a_flipping_detector_writes_fused_boxes_and_says_so(
+  teacher_dir, pool, tmp_path
+):
+  out = str(tmp_path / 'flipped')
+  manifest = export.export_pseudo_labels(
+    teacher_dir=teacher_dir,
+    pool=pool,
+    output_dir=out,
+    num_shards=1,
+    export_floor=0.02,
+    max_detections=10,
+    flip=True,
+    batch_size=8,
+  )
+  assert manifest['flip'] is True and manifest['images_written'] == 20
+  for record in tf.data.TFRecordDataset(_files(out)):
+    example = tf.train.Example.FromString(record.numpy())
+    scores = np.array(
+      example.features.feature['image/object/score'].float_list.value
+    )
+    assert len(scores) <= 10 and (scores >= 0.02).all()
+    assert (np.diff(scores) <= 1e-6).all()
+
+
 def test_manifest_is_written_to_the_output_dir(exported):
   out, _ = exported
   with open(os.path.join(out, manifest_lib.MANIFEST)) as f:

@@ -126,6 +126,15 @@ def test_a_floor_below_the_served_one_names_the_export_flag(
       output_dir=str(tmp_path / 'out'),
       export_floor=0.001,
     )
+  # A served detector labels one view: fused flips need the checkpoint.
+  with pytest.raises(ValueError, match='--flip needs the checkpoint'):
+    export.export_pseudo_labels(
+      teacher_dir=detector_saved_model,
+      pool=pool,
+      output_dir=str(tmp_path / 'out'),
+      flip=True,
+    )
+  assert not (tmp_path / 'out').exists()  # refused before writing anything
 
 
 def _label_maps(records):

@@ -10,6 +10,7 @@ import yaml
 
 from official_selftrain.configs import detection as detection_cfg
 from official_selftrain.data import pools
+from official_selftrain.pseudo_labels import box_fusion
 from official_selftrain.pseudo_labels import shard_writer
 from official_selftrain.pseudo_labels import teacher as teacher_lib
 
@@ -127,3 +128,78 @@ def test_config_of_a_student_is_its_detection_task(teacher_dir, student_dir):
   teacher_config = teacher_lib.load_experiment_config(teacher_dir)
   assert config.task.model.as_dict() == teacher_config.task.model.as_dict()
   assert config.runtime.as_dict() == teacher_config.runtime.as_dict()
+
+
+def _validation_batch(teacher, size):
+  pool = pools.TFRecordPool(teacher.config.task.validation_data.input_path)
+  return next(
+    iter(
+      pool.dataset()
+      .map(lambda e: shard_writer.teacher_input(teacher, e))
+      .padded_batch(size)
+    )
+  )
+
+
+def _same_detections(a, b, box_tol=1e-5):
+  """Whether two (boxes, classes, scores) are one set, up to order."""
+  if len(a[2]) != len(b[2]):
+    return False
+  unmatched = list(range(len(b[2])))
+  for box, cls, score in zip(*a):
+    match = [
+      j
+      for j in unmatched
+      if b[1][j] == cls
+      and abs(b[2][j] - score) < 1e-5
+      and np.abs(b[0][j] - box).max() < box_tol
+    ]
+    if not match:
+      return False
+    unmatched.remove(match[0])
+  return True
+
+
+def test_a_flipping_teacher_labels_the_mirror_image_mirrored(teacher_dir):
+  """Its second view of an image is its first view of the mirror image,
+  mapped back; fused, an image's labels are its mirror's, mirrored."""
+  teacher = teacher_lib.Teacher(
+    teacher_dir, score_floor=0.02, max_detections=20, flip=True
+  )
+  assert teacher.padded_size == teacher.input_size  # canvas = image
+  assert teacher.describe()['flip'] is True
+  batch = _validation_batch(teacher, 8)
+  images, info = batch['image'], batch['image_info']
+  out = {k: v.numpy() for k, v in teacher.predict(images, info).items()}
+  mirrored = teacher.predict(tf.image.flip_left_right(images), info)
+  mirrored = {k: v.numpy() for k, v in mirrored.items()}
+  assert out['num_detections'].shape == (8, 2)
+  single = teacher_lib.Teacher(teacher_dir, score_floor=0.02, max_detections=20)
+  plain = single.predict(images, info)
+  np.testing.assert_array_equal(
+    out['num_detections'][:, 0], plain['num_detections'].numpy()
+  )
+  differs = 0
+  for i in range(8):
+    n = out['num_detections'][i, 1]
+    assert n == mirrored['num_detections'][i, 0]
+    np.testing.assert_allclose(
+      out['boxes'][i, 1, :n],
+      box_fusion.mirror(mirrored['boxes'][i, 0, :n]),
+      atol=1e-5,
+    )
+    np.testing.assert_allclose(
+      out['scores'][i, 1, :n], mirrored['scores'][i, 0, :n], atol=1e-6
+    )
+    fused = teacher.detections(out, i)
+    other = teacher.detections(mirrored, i)
+    assert _same_detections(fused, (box_fusion.mirror(other[0]),) + other[1:])
+    k = plain['num_detections'][i]
+    differs += not _same_detections(
+      fused,
+      tuple(
+        plain[key][i, :k].numpy() for key in ('boxes', 'classes', 'scores')
+      ),
+    )
+    assert (fused[2] >= 0.02).all() and len(fused[2]) <= 20
+  assert differs > 0  # fusing two views is not labelling one
