@@ -54,24 +54,18 @@ def compare(teacher_dir, seg_teacher_dir):
     b = {k: v.numpy() for k, v in on_two.predict(*batch).items()}
     shapes = {k: [list(a[k].shape), list(b[k].shape)] for k in a}
     if name == 'detector':
-      missing = 0
+      # Both views (flip=True) come back per image; compared fused.
+      missing, total = 0, 0
       for i in range(len(images)):
         dets = []
         for out in (a, b):
-          n = out['num_detections'][i]
-          dets.append(
-            list(
-              zip(
-                out['classes'][i, :n],
-                out['scores'][i, :n],
-                out['boxes'][i, :n],
-              )
-            )
-          )
+          boxes, classes, scores = one.detections(out, i)
+          dets.append(list(zip(classes, scores, boxes)))
+        total += len(dets[0])
         missing += helpers.unmatched_detections(dets[0], dets[1], 1e-4, 1e-4)
       result[name] = {
         'shapes': shapes,
-        'detections': int(sum(a['num_detections'])),
+        'detections': total,
         'unmatched': missing,
       }
     else:
