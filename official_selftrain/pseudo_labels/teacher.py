@@ -203,6 +203,9 @@ class Teacher:
       self.input_size,
     )
 
+  # One view unless asked (subclasses that build no model label one view).
+  flip = False
+
   # What `label_image` reads of each image besides its id, bytes and size.
   host_keys = ('gt_boxes', 'gt_classes')
 
