@@ -22,30 +22,24 @@ from typing import Tuple
 
 import numpy as np
 
+from official_selftrain.pseudo_labels import quality
+
 View = Tuple[
   np.ndarray, np.ndarray, np.ndarray
 ]  # boxes [n, 4], classes, scores
 
 
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-  """IoU of one [ymin, xmin, ymax, xmax] box with each of `boxes`."""
-  top_left = np.maximum(box[:2], boxes[:, :2])
-  bottom_right = np.minimum(box[2:], boxes[:, 2:])
-  inter = np.prod(np.clip(bottom_right - top_left, 0.0, None), axis=1)
-  area = lambda b: np.prod(np.clip(b[..., 2:] - b[..., :2], 0.0, None), -1)  # noqa: E731
-  union = area(box) + area(boxes) - inter
-  return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
-
-
-def _clusters(boxes, classes, scores, iou_threshold) -> List[List[int]]:
-  """Indices per cluster: each box, highest score first, joins the cluster
-  of its class whose fused box overlaps it most (IoU above the threshold),
-  or starts one."""
+def _clusters(boxes, classes, scores, iou_threshold):
+  """(indices per cluster, fused box per cluster): each box, highest score
+  first, joins the cluster of its class whose fused box overlaps it most (IoU
+  above the threshold), or starts one; a fused box is its members' corners
+  averaged, weighted by score."""
   clusters: List[List[int]] = []
   fused = np.zeros((0, 4))
   fused_class = np.zeros((0,), classes.dtype)
   for i in np.argsort(-scores, kind='stable'):
-    overlap = np.where(fused_class == classes[i], _iou(boxes[i], fused), -1.0)
+    iou = quality.iou_matrix(boxes[i][None], fused)[0]
+    overlap = np.where(fused_class == classes[i], iou, -1.0)
     best = int(np.argmax(overlap)) if len(overlap) else -1
     if best >= 0 and overlap[best] > iou_threshold:
       clusters[best].append(i)
@@ -56,7 +50,7 @@ def _clusters(boxes, classes, scores, iou_threshold) -> List[List[int]]:
       clusters.append([i])
       fused = np.concatenate([fused, boxes[i][None]])
       fused_class = np.concatenate([fused_class, classes[i : i + 1]])
-  return clusters
+  return clusters, fused
 
 
 def fuse(
@@ -76,9 +70,10 @@ def fuse(
   scores = np.concatenate([np.reshape(v[2], (-1,)) for v in views])
   boxes, scores = boxes.astype(np.float64), scores.astype(np.float64)
   out_boxes, out_classes, out_scores = [], [], []
-  for members in _clusters(boxes, classes, scores, iou_threshold):
+  clusters, fused = _clusters(boxes, classes, scores, iou_threshold)
+  for members, box in zip(clusters, fused):
     weights = scores[members]
-    out_boxes.append((boxes[members] * weights[:, None]).sum(0) / weights.sum())
+    out_boxes.append(box)
     out_classes.append(classes[members[0]])
     out_scores.append(weights.sum() / max(len(views), len(members)))
   order = [

@@ -7,7 +7,8 @@ r"""Labels an unlabelled pool with a trained teacher (pseudo-label TFRecords).
 
 The teacher may be a detector (boxes; --flip labels each image and its mirror
 and fuses the two views' boxes) or a segmenter (label maps from multi-scale
-inference: --scales, --flip; pixels below --read_threshold are ignored, 255). A pool is a TFRecord glob (labels in it are ignored, kept aside to measure
+inference: --scales, --flip; pixels below --read_threshold are ignored, 255).
+A pool is a TFRecord glob (labels in it are ignored, kept aside to measure
 pseudo-label quality), a folder or glob of JPEG/PNG files, or `tfds:NAME:SPLIT`.
 Hosts of a cluster label disjoint shards of one --output_dir (a shared file
 system): `--num_hosts=H --host_index=h` (host h labels shards h, h+H, ...), or
