@@ -39,6 +39,10 @@ class SelfTrainingTaskConfig(detection_cfg.DetectionTaskConfig):
     pseudo_score_threshold: pseudo boxes scored below this are not labels.
     pseudo_ignore_floor: if set, pseudo boxes scored in [floor, threshold) are
       ignore regions rather than background (beyond the paper; None: off).
+    pseudo_background_weight: weight of the pseudo half's background anchors
+      in the focal loss (beyond the paper; 1.0: off).
+    pseudo_box_weight: weight of the pseudo half's box regression loss
+      (beyond the paper; 1.0: off, 0.0: pseudo boxes teach classes only).
     alpha: weight of the pseudo loss, a.
     ema_decay: decay of the loss EMAs (0.9997).
     loss_normalization: Loss Normalization (True) or the plain L_h + a * L_p.
@@ -50,6 +54,7 @@ class SelfTrainingTaskConfig(detection_cfg.DetectionTaskConfig):
   pseudo_score_threshold: float = 0.5
   pseudo_ignore_floor: Optional[float] = None
   pseudo_background_weight: float = 1.0
+  pseudo_box_weight: float = 1.0
   alpha: float = 1.0
   ema_decay: float = ln.EMA_DECAY
   loss_normalization: bool = True
@@ -167,6 +172,7 @@ def self_training_experiment(
   pseudo_score_threshold: float = 0.5,
   pseudo_ignore_floor: Optional[float] = None,
   pseudo_background_weight: float = 1.0,
+  pseudo_box_weight: float = 1.0,
   alpha: float = 1.0,
   ema_decay: float = ln.EMA_DECAY,
   loss_normalization: bool = True,
@@ -193,7 +199,13 @@ def self_training_experiment(
     pseudo_ignore_floor: boxes scored in [floor, threshold) become ignore
       regions instead of background (beyond the paper; None: off). Must not
       be below the export floor the pseudo labels were written with.
-      Detection only, as `pseudo_background_weight`.
+      Detection only, as the two weights below.
+    pseudo_background_weight: weight in [0, 1] of the pseudo half's
+      background anchors in the focal loss (beyond the paper; 1.0: off).
+    pseudo_box_weight: weight (>= 0) of the pseudo half's box regression loss
+      (beyond the paper; 1.0: off; 0.0: pseudo boxes teach classes only, as
+      semi-supervised detectors do whose teacher scores say little about
+      localisation).
     alpha: weight of the pseudo loss (the paper searched 0.25..4).
     ema_decay: decay of the loss EMAs (0.9997).
     loss_normalization: Loss Normalization, or the plain L_h + a * L_p.
@@ -237,7 +249,9 @@ def self_training_experiment(
   split.apply_to(task.train_data)
   task.pseudo_score_threshold = pseudo_score_threshold
   if not segmentation:
-    _set_box_options(task, pseudo_ignore_floor, pseudo_background_weight)
+    _set_box_options(
+      task, pseudo_ignore_floor, pseudo_background_weight, pseudo_box_weight
+    )
   task.alpha = alpha
   task.ema_decay = ema_decay
   task.loss_normalization = loss_normalization
@@ -246,8 +260,8 @@ def self_training_experiment(
   return base.replace(config=config)
 
 
-def _set_box_options(task, ignore_floor, background_weight) -> None:
-  """The detection student's options on pseudo boxes below the threshold."""
+def _set_box_options(task, ignore_floor, background_weight, box_weight):
+  """The detection student's options on its pseudo half's loss."""
   task.pseudo_ignore_floor = ignore_floor
   if not 0.0 <= background_weight <= 1.0:
     raise ValueError(
@@ -255,6 +269,12 @@ def _set_box_options(task, ignore_floor, background_weight) -> None:
       f'got {background_weight}.'
     )
   task.pseudo_background_weight = background_weight
+  if box_weight < 0.0:
+    raise ValueError(
+      'self_training_experiment.pseudo_box_weight must be >= 0, '
+      f'got {box_weight}.'
+    )
+  task.pseudo_box_weight = box_weight
 
 
 def supervised_control(

@@ -291,6 +291,7 @@ class DetectionTask(retinanet.RetinaNetTask):
     outputs: Mapping[str, Any],
     labels: Mapping[str, Any],
     background_weight: float = 1.0,
+    box_loss_scale: float = 1.0,
   ):
     """Focal + Huber box loss of RetinaNet, normalised over the global batch.
 
@@ -303,6 +304,8 @@ class DetectionTask(retinanet.RetinaNetTask):
       labels: parser labels with targets and weights.
       background_weight: weight of the anchors matched to background in the
         focal loss (1.0: RetinaNet's; the student's pseudo half may lower it).
+      box_loss_scale: factor on the box loss in model_loss (1.0: RetinaNet's;
+        the student's pseudo half may lower it); box_loss is returned unscaled.
 
     Returns:
       (model_loss, cls_loss, box_loss), each a scalar.
@@ -347,7 +350,8 @@ class DetectionTask(retinanet.RetinaNetTask):
     box_loss = box_loss_fn(
       y_true=y_true_box, y_pred=y_pred_box, sample_weight=box_weight
     )
-    model_loss = cls_loss + params.losses.box_loss_weight * box_loss
+    box_scale = params.losses.box_loss_weight * box_loss_scale
+    model_loss = cls_loss + box_scale * box_loss
     return model_loss, cls_loss, box_loss
 
   def joint_loss(self, model, joint) -> tf.Tensor:

@@ -170,6 +170,7 @@ class SelfTrainingTask(LossNormalizedStudent, detection.DetectionTask):
         outputs_p,
         labels_p,
         background_weight=self.task_config.pseudo_background_weight,
+        box_loss_scale=self.task_config.pseudo_box_weight,
       )[0],
     )
     return losses, global_losses(losses)

@@ -29,6 +29,7 @@ def test_student_defaults_follow_the_paper():
   assert task.train_data.pseudo_label_data.input_path == '/p/*'
   assert task.pseudo_score_threshold == 0.5
   assert task.pseudo_background_weight == 1.0  # beyond the paper: off
+  assert task.pseudo_box_weight == 1.0  # beyond the paper: off
   assert task.loss_normalization and task.alpha == 1.0
   assert task.ema_decay == 0.9997
   assert task.init_checkpoint == '/t' and task.init_checkpoint_modules == 'all'
@@ -104,6 +105,16 @@ def test_background_weight_outside_0_1_names_the_binding():
     pipeline.student(teacher_dir='/t', pseudo_label_pattern='/p/*')
 
 
+def test_negative_box_weight_names_the_binding():
+  config_files.parse(
+    ['shapes_selftrain.gin'],
+    ['self_training_experiment.pseudo_box_weight = -1.0'],
+  )
+  pipeline = experiment_lib.build()
+  with pytest.raises(ValueError, match='pseudo_box_weight'):
+    pipeline.student(teacher_dir='/t', pseudo_label_pattern='/p/*')
+
+
 def test_init_from_teacher_needs_teacher_dir():
   config_files.parse(['shapes_selftrain.gin'], [])
   pipeline = experiment_lib.build()
@@ -118,6 +129,7 @@ def test_control_has_exactly_the_supervised_fields():
     [
       'self_training_experiment.pseudo_ignore_floor = 0.3',
       'self_training_experiment.pseudo_background_weight = 0.1',
+      'self_training_experiment.pseudo_box_weight = 0.0',
     ]
   )
   student = pipeline.student(teacher_dir='/t', pseudo_label_pattern='/p/*')

@@ -200,5 +200,42 @@ def test_background_weight_scales_only_background_anchors():
   assert half[0] == pytest.approx((full[0] + none[0]) / 2, rel=1e-5)
 
 
+def test_box_loss_scale_scales_only_the_box_term():
+  """The pseudo half's box weight: 0 leaves the class loss alone as the
+  model loss, 1 is RetinaNet's loss, and the returned parts do not move."""
+  import tensorflow as tf
+
+  from official_selftrain.configs import detection as detection_cfg
+  from official_selftrain.tasks import detection
+
+  config = detection_cfg.DetectionTaskConfig()
+  config.model.num_classes = 3
+  task = detection.DetectionTask(config)
+  rng = tf.random.Generator.from_seed(2)
+  targets = tf.constant([[[[1, 0, 0], [2, 0, 3]]]] * 2)
+  outputs = {
+    'cls_outputs': {'3': rng.normal([2, 1, 2, 3 * 3])},
+    'box_outputs': {'3': rng.normal([2, 1, 2, 3 * 4])},
+  }
+  labels = {
+    'cls_targets': {'3': targets},
+    'box_targets': {'3': rng.normal([2, 1, 2, 3 * 4])},
+    'cls_weights': tf.ones([2, 6]),
+    'box_weights': tf.cast(tf.reshape(targets, [2, 6]) > 0, tf.float32),
+  }
+  full = [float(x) for x in task.detection_losses(outputs, labels)]
+  off = [
+    float(x) for x in task.detection_losses(outputs, labels, box_loss_scale=0.0)
+  ]
+  half = [
+    float(x) for x in task.detection_losses(outputs, labels, box_loss_scale=0.5)
+  ]
+  assert full[2] > 0 and off[1:] == full[1:] == half[1:]
+  assert off[0] == pytest.approx(off[1], rel=1e-6)
+  box_term = config.losses.box_loss_weight * full[2]
+  assert full[0] == pytest.approx(full[1] + box_term, rel=1e-6)
+  assert half[0] == pytest.approx(full[1] + box_term / 2, rel=1e-6)
+
+
 if __name__ == '__main__':
   compare(sys.argv[1])
