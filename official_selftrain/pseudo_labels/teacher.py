@@ -25,6 +25,7 @@ import tensorflow as tf
 import tf_keras
 
 from official_selftrain.configs import detection as detection_cfg
+from official_selftrain.ops import mixed_precision_nms
 from official_selftrain.pseudo_labels import box_fusion
 from official_selftrain.pseudo_labels import manifest
 from official_selftrain.pseudo_labels import schema
@@ -103,12 +104,14 @@ def _padded_size(input_size: List[int], max_level: int, pad: bool) -> List[int]:
 def _build_model(
   model_config: retinanet_cfg.RetinaNet, padded_size: List[int]
 ) -> tf_keras.Model:
-  return factory.build_retinanet(
+  model = factory.build_retinanet(
     input_specs=tf_keras.layers.InputSpec(
       shape=[None] + list(padded_size) + [3]
     ),
     model_config=model_config,
   )
+  # Inside a pipeline trained under mixed_bfloat16 the policy is still set.
+  return mixed_precision_nms.float32_nms(model, model_config)
 
 
 def restore(model: tf_keras.Model, checkpoint: str) -> int:

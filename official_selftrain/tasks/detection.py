@@ -12,7 +12,7 @@
    Augment-S2..S4 step done jointly on image and boxes and boxes cut to
    slivers dropped (`min_visible`).
 4. Under a mixed-precision policy, 'batched' NMS gets float32 inputs (see
-   `Float32Detections`).
+   `ops.mixed_precision_nms`).
 5. The init checkpoint is restored variable by variable with a report, and
    a checkpoint that restores nothing or does not fit is an error
    (`init_restore`).
@@ -44,6 +44,7 @@ import tf_keras
 from official_selftrain.configs import detection as detection_cfg
 from official_selftrain.data import parsers
 from official_selftrain.data import record_check
+from official_selftrain.ops import mixed_precision_nms
 from official_selftrain.tasks import init_restore
 
 
@@ -140,47 +141,15 @@ def apply_gradients(tape, scaled_loss, model, optimizer) -> None:
   optimizer.apply_gradients(list(zip(grads, tvars)))
 
 
-class Float32Detections:
-  """A detection generator whose inputs are cast to float32 first.
-
-  Model Garden's 'batched' NMS (`tf.image.combined_non_max_suppression`)
-  takes float32 only and, unlike its 'v1' / 'v2' paths, does not cast: under
-  mixed_bfloat16 the heads' bfloat16 outputs stop evaluation with a TypeError.
-  Keras would cast only a layer's first argument, so the cast is done here.
-  """
-
-  def __init__(self, generator):
-    self._generator = generator
-
-  def __call__(self, *args, **kwargs):
-    def cast(x):
-      if isinstance(x, tf.Tensor) and x.dtype.is_floating:
-        return tf.cast(x, tf.float32)
-      return x
-
-    return self._generator(
-      *tf.nest.map_structure(cast, args),
-      **tf.nest.map_structure(cast, kwargs),
-    )
-
-  def get_config(self):
-    return self._generator.get_config()
-
-
 @task_factory.register_task_cls(detection_cfg.DetectionTaskConfig)
 class DetectionTask(retinanet.RetinaNetTask):
   """RetinaNet on human labels (the teacher, and the supervised baselines)."""
 
   def build_model(self):
     """Model Garden's RetinaNet; float32 NMS inputs under a mixed policy."""
-    model = super().build_model()
-    mixed = tf_keras.mixed_precision.global_policy().compute_dtype != 'float32'
-    if mixed and self.task_config.model.detection_generator.nms_version == (
-      'batched'
-    ):
-      model._detection_generator = Float32Detections(  # pylint: disable=protected-access
-        model.detection_generator
-      )
+    model = mixed_precision_nms.float32_nms(
+      super().build_model(), self.task_config.model
+    )
     if self.task_config.joint_weight:
       add_joint_head(model, self.task_config.joint_num_classes)
     return model
