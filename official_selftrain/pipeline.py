@@ -369,6 +369,16 @@ def _pseudo_labels(
     logging.info(
       '[pipeline] pseudo labels: complete in %s, skipped.', pseudo_dir
     )
+    if manifest.get('task') != 'segmentation':
+      # Boxes are thresholded when read: count them at the student's threshold.
+      return manifest_lib.write_manifest(
+        pseudo_dir,
+        manifest['num_shards'],
+        None,
+        0.0,
+        write=False,
+        read_threshold=read_threshold,
+      )
     return manifest
   logging.info(
     '[pipeline] pseudo labels: teacher %s labels the pool.', teacher_dir

@@ -76,6 +76,7 @@ class ShardStats:
 
   def as_dict(self) -> Dict[str, Any]:
     return {
+      'read_threshold': self.read_threshold,
       'images_written': self.images_written,
       'images_skipped': len(self.skipped),
       'skipped': self.skipped,
@@ -226,8 +227,18 @@ def _class_order(item):
   return int(item[0])
 
 
-def merge_stats(shards: Iterable[Dict[str, Any]]) -> Dict[str, Any]:
-  """Sums per-shard stats; derives rates, quality and boxes per image."""
+def merge_stats(
+  shards: Iterable[Dict[str, Any]], read_threshold: Optional[float] = None
+) -> Dict[str, Any]:
+  """Sums per-shard stats; derives rates, quality and boxes per image.
+
+  The `*_at_read_threshold` figures are those of `read_threshold` (default:
+  the one the shards were counted at). Finished shards are reused when the
+  student reads them at another threshold; their figures at it are then
+  taken from the per-threshold counts (`QUALITY_THRESHOLDS`), and those
+  counted only at the old threshold (per class, images without a box)
+  become None.
+  """
   shards = list(shards)
   if shards and shards[0].get('kind') == SegmentationStats.kind:
     return _merge_segmentation(shards)
@@ -257,7 +268,35 @@ def merge_stats(shards: Iterable[Dict[str, Any]]) -> Dict[str, Any]:
   merged['quality_by_threshold'] = {
     t: _brief(c) for t, c in sorted(by_threshold.items()) if c.has_ground_truth
   }
+  counted_at = {_counted_at(s) for s in shards} - {None}
+  if read_threshold is not None and counted_at - {read_threshold}:
+    _recount_at(merged, by_threshold, read_threshold, written)
   return merged
+
+
+def _counted_at(shard: Dict[str, Any]) -> Optional[float]:
+  """The read threshold a shard's `*_at_read_threshold` counts were taken
+  at (shards of an older version carry it in their header only)."""
+  if 'read_threshold' in shard:
+    return shard['read_threshold']
+  return (shard.get('header') or {}).get('read_threshold')
+
+
+def _recount_at(merged, by_threshold, read_threshold, written) -> None:
+  """The `*_at_read_threshold` figures at a threshold the shards were not
+  counted at, from the per-threshold counts (unavailable off that grid)."""
+  match = [t for t in by_threshold if abs(float(t) - read_threshold) < 1e-9]
+  counts = by_threshold[match[0]] if match else None
+  boxes = counts.predictions if counts is not None else None
+  merged['boxes_at_read_threshold'] = boxes
+  merged['boxes_per_image_at_read_threshold'] = (
+    None if boxes is None else boxes / written
+  )
+  merged['quality_at_read_threshold'] = (
+    counts.summary() if counts is not None else {'available': False}
+  )
+  merged['boxes_per_class_at_read_threshold'] = None
+  merged['images_without_box_at_threshold'] = None
 
 
 def _brief(counts: quality.QualityCounts) -> Dict[str, float]:
@@ -364,17 +403,21 @@ def write_manifest(
   header: Optional[Dict[str, Any]],
   seconds: float,
   write: bool = True,
+  read_threshold: Optional[float] = None,
 ) -> Dict[str, Any]:
   """Merges the finished shards' stats into output_dir/manifest.json (only
-  returned, not written, with `write=False`). `header` None: the shards' own.
+  returned, not written, with `write=False`). `header` None: the shards' own;
+  `read_threshold` replaces the header's (figures at a student's threshold).
   """
   finished, stats = read_finished_stats(output_dir, num_shards)
   shared = check_same_header(finished, stats)
   path = os.path.join(output_dir, MANIFEST)
   previous = read_manifest(output_dir)
-  header = shared if header is None else header
+  header = dict(shared if header is None else header)
+  if read_threshold is not None:
+    header['read_threshold'] = read_threshold
   manifest = dict(header)
-  manifest.update(merge_stats(stats))
+  manifest.update(merge_stats(stats, header.get('read_threshold')))
   floor = header.get('export_floor')
   if floor is not None and 'quality_by_threshold' in manifest:
     manifest['quality_by_threshold'] = {

@@ -99,6 +99,37 @@ def test_merge_stats_give_quality_at_each_threshold():
   assert quality['0.9']['pseudo_boxes_per_image'] == pytest.approx(2 / 3)
 
 
+def test_merge_at_another_read_threshold_recounts_from_the_grid():
+  """Shards counted at 0.5 and read by a student at 0.3: the figures at
+  the read threshold are 0.3's, never 0.5's under 0.3's name."""
+  at_05 = manifest.merge_stats(_two_shards(), 0.5)
+  assert at_05 == manifest.merge_stats(_two_shards())
+  at_03 = manifest.merge_stats(_two_shards(), 0.3)
+  assert at_03['boxes_at_read_threshold'] == 4
+  assert at_03['boxes_per_image_at_read_threshold'] == pytest.approx(4 / 3)
+  quality = at_03['quality_at_read_threshold']
+  assert quality['precision'] == 0.5 and quality['recall'] == 1.0
+  # Counted at 0.5 only: not carried over to 0.3.
+  assert at_03['boxes_per_class_at_read_threshold'] is None
+  assert at_03['images_without_box_at_threshold'] is None
+  off_grid = manifest.merge_stats(_two_shards(), 0.35)
+  assert off_grid['quality_at_read_threshold'] == {'available': False}
+  assert off_grid['boxes_per_image_at_read_threshold'] is None
+
+
+def test_manifest_at_a_students_threshold(tmp_path):
+  output_dir = str(tmp_path)
+  for index in range(2):
+    _finish_shard(output_dir, index, 2)
+  manifest.write_manifest(output_dir, 2, {'read_threshold': 0.5}, 1.0)
+  restated = manifest.write_manifest(
+    output_dir, 2, None, 0.0, write=False, read_threshold=0.3
+  )
+  assert restated['read_threshold'] == 0.3
+  assert restated['quality_at_read_threshold']['precision'] == 0.5
+  assert manifest.read_manifest(output_dir)['read_threshold'] == 0.5
+
+
 def test_manifest_leaves_out_thresholds_below_the_export_floor(tmp_path):
   output_dir = str(tmp_path)
   for index in range(2):
