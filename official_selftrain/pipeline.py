@@ -370,8 +370,9 @@ def _pseudo_labels(
       '[pipeline] pseudo labels: complete in %s, skipped.', pseudo_dir
     )
     if manifest.get('task') != 'segmentation':
-      # Boxes are thresholded when read: count them at the student's threshold.
-      return manifest_lib.write_manifest(
+      # Boxes are thresholded when read: count them at the student's
+      # threshold (over the manifest, whose header older shards lack).
+      return manifest | manifest_lib.write_manifest(
         pseudo_dir,
         manifest['num_shards'],
         None,
