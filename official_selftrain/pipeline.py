@@ -369,7 +369,9 @@ def _pseudo_labels(
     logging.info(
       '[pipeline] pseudo labels: complete in %s, skipped.', pseudo_dir
     )
-    if manifest.get('task') != 'segmentation':
+    if manifest.get('read_threshold') != read_threshold and (
+      manifest.get('task') != 'segmentation'
+    ):
       # Boxes are thresholded when read: count them at the student's
       # threshold (over the manifest, whose header older shards lack).
       return manifest | manifest_lib.write_manifest(

@@ -43,6 +43,16 @@ def clear_gin():
   gin.clear_config()
 
 
+@pytest.fixture
+def bfloat16_policy():
+  """Keras' global policy is mixed_bfloat16 for the test, float32 after."""
+  import tf_keras
+
+  tf_keras.mixed_precision.set_global_policy('mixed_bfloat16')
+  yield
+  tf_keras.mixed_precision.set_global_policy('float32')
+
+
 def _trained(gin_file, data_dir, tmp_path_factory, name):
   """The model_dir of a tiny model `gin_file` trains (in a subprocess)."""
   model_dir = str(tmp_path_factory.mktemp(name))

@@ -212,17 +212,11 @@ def test_a_flipping_teacher_labels_the_mirror_image_mirrored(teacher_dir):
   assert differs > 0  # fusing two views is not labelling one
 
 
-def test_teacher_labels_under_a_mixed_policy(teacher_dir):
+def test_teacher_labels_under_a_mixed_policy(teacher_dir, bfloat16_policy):
   """A pipeline trained under mixed_bfloat16 leaves the policy set when its
   teacher labels: the 'batched' NMS must still get float32 inputs."""
-  import tf_keras
-
-  tf_keras.mixed_precision.set_global_policy('mixed_bfloat16')
-  try:
-    teacher = teacher_lib.Teacher(teacher_dir, score_floor=0.02)
-    batch = _validation_batch(teacher, 4)
-    out = teacher.predict(batch['image'], batch['image_info'])
-  finally:
-    tf_keras.mixed_precision.set_global_policy('float32')
+  teacher = teacher_lib.Teacher(teacher_dir, score_floor=0.02)
+  batch = _validation_batch(teacher, 4)
+  out = teacher.predict(batch['image'], batch['image_info'])
   assert out['scores'].dtype == tf.float32
   assert out['num_detections'].shape[0] == 4

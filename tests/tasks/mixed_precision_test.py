@@ -13,13 +13,6 @@ from official_selftrain.configs import experiment as experiment_lib
 pytestmark = pytest.mark.usefixtures('clear_gin')
 
 
-@pytest.fixture
-def bfloat16_policy():
-  tf_keras.mixed_precision.set_global_policy('mixed_bfloat16')
-  yield
-  tf_keras.mixed_precision.set_global_policy('float32')
-
-
 def _tiny_task():
   config_files.parse([helpers.TINY_GIN], [])
   config = experiment_lib.build().config
