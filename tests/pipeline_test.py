@@ -112,6 +112,7 @@ def test_control_is_the_student_run_without_pseudo_labels(resumed):
   student_only = {
     'pseudo_score_threshold',
     'pseudo_ignore_floor',
+    'pseudo_soft_floor',
     'pseudo_background_weight',
     'pseudo_box_weight',
     'alpha',

@@ -39,6 +39,9 @@ class SelfTrainingTaskConfig(detection_cfg.DetectionTaskConfig):
     pseudo_score_threshold: pseudo boxes scored below this are not labels.
     pseudo_ignore_floor: if set, pseudo boxes scored in [floor, threshold) are
       ignore regions rather than background (beyond the paper; None: off).
+    pseudo_soft_floor: if set, pseudo boxes scored in [floor, threshold) are
+      soft positives: class target the teacher's score, box loss weighted by
+      it (beyond the paper; None: off).
     pseudo_background_weight: weight of the pseudo half's background anchors
       in the focal loss (beyond the paper; 1.0: off).
     pseudo_box_weight: weight of the pseudo half's box regression loss
@@ -53,6 +56,7 @@ class SelfTrainingTaskConfig(detection_cfg.DetectionTaskConfig):
   )
   pseudo_score_threshold: float = 0.5
   pseudo_ignore_floor: Optional[float] = None
+  pseudo_soft_floor: Optional[float] = None
   pseudo_background_weight: float = 1.0
   pseudo_box_weight: float = 1.0
   alpha: float = 1.0
@@ -171,6 +175,7 @@ def self_training_experiment(
   pseudo_ratio: float = 1.0,
   pseudo_score_threshold: float = 0.5,
   pseudo_ignore_floor: Optional[float] = None,
+  pseudo_soft_floor: Optional[float] = None,
   pseudo_background_weight: float = 1.0,
   pseudo_box_weight: float = 1.0,
   alpha: float = 1.0,
@@ -199,7 +204,13 @@ def self_training_experiment(
     pseudo_ignore_floor: boxes scored in [floor, threshold) become ignore
       regions instead of background (beyond the paper; None: off). Must not
       be below the export floor the pseudo labels were written with.
-      Detection only, as the two weights below.
+      Detection only, as the soft floor and the two weights below.
+    pseudo_soft_floor: boxes scored in [floor, threshold) become soft
+      positives: the class target of the anchors they match is the teacher's
+      score (a focal loss generalised to soft targets, as Quality Focal Loss)
+      and their box loss is weighted by it; at or above the threshold boxes
+      stay labels of target 1 (beyond the paper; None: off). Excludes
+      `pseudo_ignore_floor`; the same export-floor rule.
     pseudo_background_weight: weight in [0, 1] of the pseudo half's
       background anchors in the focal loss (beyond the paper; 1.0: off).
     pseudo_box_weight: weight (>= 0) of the pseudo half's box regression loss
@@ -250,7 +261,10 @@ def self_training_experiment(
   task.pseudo_score_threshold = pseudo_score_threshold
   if not segmentation:
     _set_box_options(
-      task, pseudo_ignore_floor, pseudo_background_weight, pseudo_box_weight
+      task,
+      (pseudo_ignore_floor, pseudo_soft_floor),
+      pseudo_background_weight,
+      pseudo_box_weight,
     )
   task.alpha = alpha
   task.ema_decay = ema_decay
@@ -260,9 +274,22 @@ def self_training_experiment(
   return base.replace(config=config)
 
 
-def _set_box_options(task, ignore_floor, background_weight, box_weight):
-  """The detection student's options on its pseudo half's loss."""
-  task.pseudo_ignore_floor = ignore_floor
+def _set_box_options(task, floors, background_weight, box_weight):
+  """The detection student's options on its pseudo half's loss; `floors`:
+  (ignore floor, soft floor)."""
+  task.pseudo_ignore_floor, task.pseudo_soft_floor = floors
+  for name, floor in zip(('pseudo_ignore_floor', 'pseudo_soft_floor'), floors):
+    if floor is not None and not 0.0 <= floor < task.pseudo_score_threshold:
+      raise ValueError(
+        f'self_training_experiment.{name} must be in [0, '
+        f'pseudo_score_threshold={task.pseudo_score_threshold}), got {floor}.'
+      )
+  if None not in floors:
+    raise ValueError(
+      'self_training_experiment.pseudo_ignore_floor and pseudo_soft_floor '
+      'exclude each other (a box the teacher half-saw is either ignored or '
+      'a soft positive); bind one.'
+    )
   if not 0.0 <= background_weight <= 1.0:
     raise ValueError(
       'self_training_experiment.pseudo_background_weight must be in [0, 1], '

@@ -17,6 +17,10 @@ from official.vision.dataloaders import tf_example_decoder
 import tensorflow as tf
 
 SCORE_KEY = 'image/object/score'
+# The decoded attribute of each box's soft target (1.0: a label; the teacher's
+# score for a soft pseudo box), labelled onto anchors by Model Garden's
+# `AnchorLabeler` as `labels['attribute_targets'][SOFT_TARGET]`.
+SOFT_TARGET = 'soft_target'
 
 
 def image_format(encoded: bytes) -> Optional[str]:
@@ -96,9 +100,13 @@ class PseudoLabelDecoder(tf_example_decoder.TfExampleDecoder):
   scored in [ignore_floor, score_threshold) become ignore regions (label
   `ignore_label`): the anchors they match are neither positive nor negative
   (see `DetectionTask.detection_losses`), so objects the teacher half-saw are
-  not taught as background. Below the floor (or without one) boxes are dropped.
-  Human-labelled examples carry no `image/object/score` and keep every box, so
-  one decoder serves both halves of the batch.
+  not taught as background. With `soft_floor`, boxes scored in
+  [soft_floor, score_threshold) stay boxes of their class, and every box gets
+  the attribute `SOFT_TARGET`: its score there, 1.0 at or above the threshold
+  (the student's loss takes it as the class target). Below the floor (or
+  without one) boxes are dropped. Human-labelled examples carry no
+  `image/object/score` and keep every box (soft target 1.0), so one decoder
+  serves both halves of the batch.
   """
 
   def __init__(
@@ -106,12 +114,16 @@ class PseudoLabelDecoder(tf_example_decoder.TfExampleDecoder):
     score_threshold: float,
     ignore_floor: Optional[float] = None,
     ignore_label: int = 0,
+    soft_floor: Optional[float] = None,
     **kwargs,
   ):
     super().__init__(**kwargs)
+    if ignore_floor is not None and soft_floor is not None:
+      raise ValueError('An ignore floor and a soft floor exclude each other.')
     self._score_threshold = score_threshold
     self._ignore_floor = ignore_floor
     self._ignore_label = ignore_label
+    self._soft_floor = soft_floor
 
   def decode(self, serialized_example):
     decoded = super().decode(serialized_example)
@@ -125,10 +137,10 @@ class PseudoLabelDecoder(tf_example_decoder.TfExampleDecoder):
       lambda: tf.ones([num_boxes], tf.float32),
       lambda: scores,
     )
-    floor = (
-      self._score_threshold
-      if self._ignore_floor is None
-      else self._ignore_floor
+    floor = next(
+      f
+      for f in (self._ignore_floor, self._soft_floor, self._score_threshold)
+      if f is not None
     )
     keep = scores >= floor
     for key in (
@@ -144,4 +156,8 @@ class PseudoLabelDecoder(tf_example_decoder.TfExampleDecoder):
       decoded['groundtruth_classes'] = tf.where(
         uncertain, tf.cast(self._ignore_label, classes.dtype), classes
       )
+    if self._soft_floor is not None:
+      kept = tf.boolean_mask(scores, keep)
+      target = tf.where(kept < self._score_threshold, kept, 1.0)
+      decoded['groundtruth_attributes'] = {SOFT_TARGET: target[:, None]}
     return decoded

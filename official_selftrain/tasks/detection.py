@@ -44,7 +44,9 @@ import tf_keras
 from official_selftrain.configs import detection as detection_cfg
 from official_selftrain.data import parsers
 from official_selftrain.data import record_check
+from official_selftrain.losses import soft_focal_loss
 from official_selftrain.ops import mixed_precision_nms
+from official_selftrain.pseudo_labels import schema
 from official_selftrain.tasks import init_restore
 
 
@@ -261,6 +263,7 @@ class DetectionTask(retinanet.RetinaNetTask):
     labels: Mapping[str, Any],
     background_weight: float = 1.0,
     box_loss_scale: float = 1.0,
+    soft_targets: bool = False,
   ):
     """Focal + Huber box loss of RetinaNet, normalised over the global batch.
 
@@ -275,6 +278,10 @@ class DetectionTask(retinanet.RetinaNetTask):
         focal loss (1.0: RetinaNet's; the student's pseudo half may lower it).
       box_loss_scale: factor on the box loss in model_loss (1.0: RetinaNet's;
         the student's pseudo half may lower it); box_loss is returned unscaled.
+      soft_targets: the class target of each positive anchor is its box's
+        soft target (`labels['attribute_targets'][schema.SOFT_TARGET]`, the
+        teacher's score for a soft pseudo box, else 1), and its box loss is
+        weighted by it (the student's pseudo half with a soft floor).
 
     Returns:
       (model_loss, cls_loss, box_loss), each a scalar.
@@ -289,39 +296,60 @@ class DetectionTask(retinanet.RetinaNetTask):
     # IGNORE_LABEL) are neither positive nor negative.
     keep = tf.cast(cls_targets < num_classes, tf.float32)
     cls_targets = tf.where(cls_targets < num_classes, cls_targets, 0)
-    box_weights = labels['box_weights'] * keep
+    target = 1.0
+    if soft_targets:
+      # Matched anchors carry their box's target; background anchors (class
+      # 0, Model Garden's one-hot background column) keep target 1.
+      target = tf.where(
+        cls_targets > 0,
+        loss_utils.multi_level_flatten(
+          labels['attribute_targets'][schema.SOFT_TARGET], last_dim=None
+        ),
+        1.0,
+      )
+    box_weights = labels['box_weights'] * keep * target
     num_positives = global_num_positives(box_weights)
     cls_weight = labels['cls_weights'] * keep * (num_replicas / num_positives)
     if background_weight != 1.0:
       cls_weight *= tf.where(cls_targets == 0, background_weight, 1.0)
-    box_weight = box_weights * (num_replicas / num_positives)
-    cls_loss_fn = focal_loss.FocalLoss(
-      alpha=params.losses.focal_loss_alpha,
-      gamma=params.losses.focal_loss_gamma,
-      reduction=tf_keras.losses.Reduction.SUM,
+    y_true_cls = tf.one_hot(cls_targets, num_classes)
+    if soft_targets:
+      y_true_cls *= target[..., None]
+    cls_loss = self._focal_loss(
+      y_true_cls, outputs['cls_outputs'], cls_weight, soft_targets
     )
     box_loss_fn = tf_keras.losses.Huber(
       params.losses.huber_loss_delta, reduction=tf_keras.losses.Reduction.SUM
     )
-    y_true_cls = tf.one_hot(cls_targets, num_classes)
-    y_pred_cls = loss_utils.multi_level_flatten(
-      outputs['cls_outputs'], last_dim=num_classes
-    )
-    y_true_box = loss_utils.multi_level_flatten(
-      labels['box_targets'], last_dim=4
-    )
-    y_pred_box = loss_utils.multi_level_flatten(
-      outputs['box_outputs'], last_dim=4
-    )
-    cls_loss = cls_loss_fn(
-      y_true=y_true_cls, y_pred=y_pred_cls, sample_weight=cls_weight
-    )
     box_loss = box_loss_fn(
-      y_true=y_true_box, y_pred=y_pred_box, sample_weight=box_weight
+      y_true=loss_utils.multi_level_flatten(labels['box_targets'], last_dim=4),
+      y_pred=loss_utils.multi_level_flatten(outputs['box_outputs'], last_dim=4),
+      sample_weight=box_weights * (num_replicas / num_positives),
     )
     box_scale = params.losses.box_loss_weight * box_loss_scale
     model_loss = cls_loss + box_scale * box_loss
     return model_loss, cls_loss, box_loss
+
+  def _focal_loss(self, y_true, cls_outputs, weight, soft: bool) -> tf.Tensor:
+    """Model Garden's summed focal loss, or its soft-target form."""
+    losses = self.task_config.losses
+    y_pred = loss_utils.multi_level_flatten(
+      cls_outputs, last_dim=self.task_config.model.num_classes
+    )
+    if soft:
+      return soft_focal_loss.soft_focal_loss(
+        y_true,
+        y_pred,
+        weight,
+        alpha=losses.focal_loss_alpha,
+        gamma=losses.focal_loss_gamma,
+      )
+    loss_fn = focal_loss.FocalLoss(
+      alpha=losses.focal_loss_alpha,
+      gamma=losses.focal_loss_gamma,
+      reduction=tf_keras.losses.Reduction.SUM,
+    )
+    return loss_fn(y_true=y_true, y_pred=y_pred, sample_weight=weight)
 
   def joint_loss(self, model, joint) -> tf.Tensor:
     """Cross-entropy of the classification head on the joint batch (mean

@@ -138,6 +138,7 @@ class SelfTrainingTask(LossNormalizedStudent, detection.DetectionTask):
       self.task_config.pseudo_score_threshold,
       ignore_floor=self.task_config.pseudo_ignore_floor,
       ignore_label=self.task_config.model.num_classes,
+      soft_floor=self.task_config.pseudo_soft_floor,
       regenerate_source_id=params.decoder.get().regenerate_source_id,
     )
 
@@ -171,6 +172,7 @@ class SelfTrainingTask(LossNormalizedStudent, detection.DetectionTask):
         labels_p,
         background_weight=self.task_config.pseudo_background_weight,
         box_loss_scale=self.task_config.pseudo_box_weight,
+        soft_targets=self.task_config.pseudo_soft_floor is not None,
       )[0],
     )
     return losses, global_losses(losses)

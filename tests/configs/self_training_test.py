@@ -29,6 +29,7 @@ def test_student_defaults_follow_the_paper():
   assert task.train_data.pseudo_label_data.input_path == '/p/*'
   assert task.pseudo_score_threshold == 0.5
   assert task.pseudo_background_weight == 1.0  # beyond the paper: off
+  assert task.pseudo_soft_floor is None  # beyond the paper: off
   assert task.pseudo_box_weight == 1.0  # beyond the paper: off
   assert task.loss_normalization and task.alpha == 1.0
   assert task.ema_decay == 0.9997
@@ -103,6 +104,38 @@ def test_background_weight_outside_0_1_names_the_binding():
   pipeline = experiment_lib.build()
   with pytest.raises(ValueError, match='pseudo_background_weight'):
     pipeline.student(teacher_dir='/t', pseudo_label_pattern='/p/*')
+
+
+@pytest.mark.parametrize(
+  'bindings, match',
+  [
+    (['self_training_experiment.pseudo_soft_floor = 0.5'], 'pseudo_soft_floor'),
+    (['self_training_experiment.pseudo_ignore_floor = -0.1'], 'ignore_floor'),
+    (
+      [
+        'self_training_experiment.pseudo_soft_floor = 0.2',
+        'self_training_experiment.pseudo_ignore_floor = 0.2',
+      ],
+      'exclude each other',
+    ),
+  ],
+)
+def test_soft_and_ignore_floors_are_checked(bindings, match):
+  config_files.parse(['shapes_selftrain.gin'], bindings)
+  pipeline = experiment_lib.build()
+  with pytest.raises(ValueError, match=match):
+    pipeline.student(teacher_dir='/t', pseudo_label_pattern='/p/*')
+
+
+def test_soft_floor_reaches_the_student_not_the_control():
+  pipeline, student = build(
+    ['self_training_experiment.pseudo_soft_floor = 0.2']
+  )
+  assert student.task.pseudo_soft_floor == 0.2
+  assert student.task.pseudo_ignore_floor is None
+  experiment = pipeline.student(teacher_dir='/t', pseudo_label_pattern='/p/*')
+  control = self_training.supervised_control(experiment).config.task
+  assert 'pseudo_soft_floor' not in control.as_dict()
 
 
 def test_negative_box_weight_names_the_binding():

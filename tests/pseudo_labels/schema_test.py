@@ -78,3 +78,44 @@ def test_ignore_band_between_floor_and_threshold(pseudo_records):
 )
 def test_image_format_from_signature(head, expected):
   assert schema.image_format(head + b'\x00' * 16) == expected
+
+
+def _soft_targets(decoded) -> np.ndarray:
+  return decoded['groundtruth_attributes'][schema.SOFT_TARGET].numpy()[:, 0]
+
+
+def test_soft_band_keeps_boxes_with_their_score_as_target(pseudo_records):
+  """Boxes in [soft floor, threshold) stay boxes of their class with their
+  score as target; at or above the threshold the target is 1; below the
+  floor they are dropped."""
+  decoder = schema.PseudoLabelDecoder(score_threshold=0.5, soft_floor=0.3)
+  hard = schema.PseudoLabelDecoder(score_threshold=0.5)
+  seen_soft = 0
+  for record in pseudo_records:
+    decoded = decoder.decode(record)
+    scores = _scores(record)
+    kept = scores[scores >= 0.3]
+    targets = _soft_targets(decoded)
+    assert targets.shape == kept.shape
+    np.testing.assert_allclose(targets, np.where(kept < 0.5, kept, 1.0))
+    classes = decoded['groundtruth_classes'].numpy()
+    np.testing.assert_array_equal(
+      classes[kept >= 0.5], hard.decode(record)['groundtruth_classes'].numpy()
+    )
+    seen_soft += int((kept < 0.5).sum())
+  assert seen_soft > 0
+
+
+def test_soft_band_gives_human_boxes_target_one():
+  decoder = schema.PseudoLabelDecoder(score_threshold=0.5, soft_floor=0.3)
+  scene = shapes.det_scene(0, 'train', 0, TINY_SPEC)
+  human = embedded.scene_to_tf_example(scene, '1').SerializeToString()
+  targets = _soft_targets(decoder.decode(tf.constant(human)))
+  np.testing.assert_array_equal(targets, np.ones(len(scene.classes)))
+
+
+def test_ignore_and_soft_floor_exclude_each_other():
+  with pytest.raises(ValueError, match='exclude'):
+    schema.PseudoLabelDecoder(
+      score_threshold=0.5, ignore_floor=0.2, soft_floor=0.3
+    )

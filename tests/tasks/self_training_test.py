@@ -13,31 +13,43 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 
+def tiny_student(data_dir, name, gin_params=(), **kwargs):
+  """A tiny student experiment (tests/testdata/tiny.gin) reading 16 pseudo
+  labelled scenes written to `data_dir/name`, its data prepared."""
+  import gin
+  import helpers
+
+  from official_selftrain.configs import self_training
+
+  config_files.parse([helpers.TINY_GIN], list(gin_params))
+  pseudo = os.path.join(data_dir, name)
+  helpers.write_pseudo_labels(pseudo, 16, helpers.TINY_SPEC)
+  with gin.unlock_config():
+    experiment = self_training.self_training_experiment(
+      pseudo_label_pattern=pseudo, init_from_teacher=False, **kwargs
+    )
+  experiment.prepare()
+  return experiment
+
+
 def compare(data_dir):
   """Prints JSON: student losses / EMAs / weights, mirrored vs one device."""
   import mirrored
 
   one, two = mirrored.setup_two_cpus()
   os.environ['SELFTRAIN_DATA_DIR'] = data_dir
-  import gin
-  import helpers
   from official.core import task_factory
   import tensorflow as tf
 
   from official_selftrain import registry_imports  # noqa: F401
-  from official_selftrain.configs import self_training
 
-  config_files.parse([helpers.TINY_GIN], ['retinanet_model.use_sync_bn = True'])
-  pseudo = os.path.join(data_dir, 'pseudo_for_mirrored.tfrecord')
-  helpers.write_pseudo_labels(pseudo, 16, helpers.TINY_SPEC)
-  with gin.unlock_config():
-    experiment = self_training.self_training_experiment(
-      pseudo_label_pattern=pseudo,
-      init_from_teacher=False,
-      train_steps=3,
-      alpha=2.0,
-    )
-  experiment.prepare()
+  experiment = tiny_student(
+    data_dir,
+    'pseudo_for_mirrored.tfrecord',
+    ['retinanet_model.use_sync_bn = True'],
+    train_steps=3,
+    alpha=2.0,
+  )
   config = experiment.config
   tf.random.set_seed(0)
   task = task_factory.get_task(config.task)
@@ -160,24 +172,8 @@ def test_background_weight_scales_only_background_anchors():
   is linear in the weight."""
   import tensorflow as tf
 
-  from official_selftrain.configs import detection as detection_cfg
-  from official_selftrain.tasks import detection
-
-  config = detection_cfg.DetectionTaskConfig()
-  config.model.num_classes = 4
-  task = detection.DetectionTask(config)
-  rng = tf.random.Generator.from_seed(1)
-  targets = tf.constant([[[[1, 0, 0], [2, 0, 3]], [[0, 0, 3], [0, 1, 0]]]] * 2)
-  outputs = {
-    'cls_outputs': {'3': rng.normal([2, 2, 2, 3 * 4])},
-    'box_outputs': {'3': rng.normal([2, 2, 2, 3 * 4])},
-  }
-  labels = {
-    'cls_targets': {'3': targets},
-    'box_targets': {'3': rng.normal([2, 2, 2, 3 * 4])},
-    'cls_weights': tf.ones([2, 12]),
-    'box_weights': tf.cast(tf.reshape(targets, [2, 12]) > 0, tf.float32),
-  }
+  task, outputs, labels = _anchor_case(1)
+  targets = labels['cls_targets']['3']
 
   def cls_and_box(weight):
     _, cls_loss, box_loss = task.detection_losses(
@@ -235,6 +231,145 @@ def test_box_loss_scale_scales_only_the_box_term():
   box_term = config.losses.box_loss_weight * full[2]
   assert full[0] == pytest.approx(full[1] + box_term, rel=1e-6)
   assert half[0] == pytest.approx(full[1] + box_term / 2, rel=1e-6)
+
+
+def _anchor_case(seed, soft=None):
+  """A 4-class task, random outputs and labels on 2 x 12 anchors (one level)
+  with 6 positives a row; with `soft` ([2, 12]), the positives' soft targets."""
+  import tensorflow as tf
+
+  from official_selftrain.configs import detection as detection_cfg
+  from official_selftrain.pseudo_labels import schema
+  from official_selftrain.tasks import detection
+
+  config = detection_cfg.DetectionTaskConfig()
+  config.model.num_classes = 4
+  task = detection.DetectionTask(config)
+  rng = tf.random.Generator.from_seed(seed)
+  targets = tf.constant([[[[1, 0, 0], [2, 0, 3]], [[0, 0, 3], [0, 1, 0]]]] * 2)
+  positive = tf.cast(tf.reshape(targets, [2, 12]) > 0, tf.float32)
+  outputs = {
+    'cls_outputs': {'3': rng.normal([2, 2, 2, 3 * 4])},
+    'box_outputs': {'3': rng.normal([2, 2, 2, 3 * 4])},
+  }
+  labels = {
+    'cls_targets': {'3': targets},
+    'box_targets': {'3': rng.normal([2, 2, 2, 3 * 4])},
+    'cls_weights': tf.ones([2, 12]),
+    'box_weights': positive,
+  }
+  if soft is not None:
+    labels['attribute_targets'] = {
+      schema.SOFT_TARGET: {'3': tf.reshape(soft * positive, [2, 2, 2, 3])}
+    }
+  return task, outputs, labels
+
+
+def test_soft_targets_of_one_are_retinanets_loss():
+  import tensorflow as tf
+
+  task, outputs, labels = _anchor_case(3, tf.ones([2, 12]))
+  hard = task.detection_losses(outputs, labels)
+  soft = task.detection_losses(outputs, labels, soft_targets=True)
+  for a, b in zip(hard, soft):
+    assert float(a) == pytest.approx(float(b), rel=1e-5)
+
+
+def test_soft_targets_weight_the_box_loss_and_soften_the_class():
+  """Positives at target 0.4: the box loss is their score-weighted mean, and
+  the class loss is the soft focal loss (not the hard one)."""
+  import tensorflow as tf
+
+  from official_selftrain.losses import soft_focal_loss
+  from official_selftrain.pseudo_labels import schema
+
+  soft = tf.where(tf.range(12) % 2 == 0, 0.4, 1.0)[None] * tf.ones([2, 1])
+  task, outputs, labels = _anchor_case(3, soft)
+  _, cls_loss, box_loss = task.detection_losses(
+    outputs, labels, soft_targets=True
+  )
+  classes = tf.reshape(labels['cls_targets']['3'], [2, 12])
+  target = tf.reshape(
+    labels['attribute_targets'][schema.SOFT_TARGET]['3'], [2, 12]
+  )
+  # Background anchors keep Model Garden's one-hot background target.
+  target = tf.where(classes > 0, target, 1.0)
+  box_weight = labels['box_weights'] * target
+  total = float(tf.reduce_sum(box_weight)) + 1.0  # +1 as Model Garden
+  per_anchor = tf.reduce_mean(
+    tf_huber(labels['box_targets']['3'], outputs['box_outputs']['3']), -1
+  )
+  assert float(box_loss) == pytest.approx(
+    float(tf.reduce_sum(per_anchor * box_weight)) / total, rel=1e-5
+  )
+  y_true = tf.one_hot(classes, 4)
+  y_true *= target[..., None]
+  logits = tf.reshape(outputs['cls_outputs']['3'], [2, 12, 4])
+  expected = soft_focal_loss.soft_focal_loss(
+    y_true, logits, tf.ones([2, 12]) / total, alpha=0.25, gamma=1.5
+  )
+  assert float(cls_loss) == pytest.approx(float(expected), rel=1e-5)
+  hard = task.detection_losses(outputs, labels)[1]
+  assert abs(float(hard) - float(cls_loss)) > 1e-3
+
+
+def tf_huber(y_true, y_pred, delta=0.1):
+  """Huber loss per coordinate, [2, 12, 4] (RetinaNet's delta 0.1; Keras'
+  Huber averages the 4 coordinates of an anchor)."""
+  import tensorflow as tf
+
+  error = tf.abs(
+    tf.reshape(y_true, [2, 12, 4]) - tf.reshape(y_pred, [2, 12, 4])
+  )
+  quadratic = tf.minimum(error, delta)
+  return 0.5 * quadratic**2 + delta * (error - quadratic)
+
+
+@pytest.mark.usefixtures('clear_gin')
+def test_student_batch_carries_soft_targets(data_dir):
+  """Through the student's own input pipeline (decoder, policy, anchor
+  labeller): human positives have target 1, pseudo positives targets in
+  [floor, threshold) or 1, and a training step is finite."""
+  import numpy as np
+  from official.core import task_factory
+  import tensorflow as tf
+  import tf_keras
+
+  from official_selftrain.pseudo_labels import schema
+
+  experiment = tiny_student(
+    data_dir, 'pseudo_for_soft.tfrecord', train_steps=1, pseudo_soft_floor=0.3
+  )
+  task = task_factory.get_task(experiment.config.task)
+  human = task.batch_split().human
+  soft, seen = [], []
+  # A few batches: the policy's crops may drop a batch's few soft boxes.
+  for features, labels in task.build_inputs(
+    experiment.config.task.train_data
+  ).take(4):
+    target = tf.concat(
+      [
+        tf.reshape(v, [v.shape[0], -1])
+        for v in labels['attribute_targets'][schema.SOFT_TARGET].values()
+      ],
+      axis=1,
+    ).numpy()
+    positive = labels['box_weights'].numpy() > 0
+    assert (target[:human][positive[:human]] == 1.0).all()
+    assert (target[~positive] == 0.0).all()
+    pseudo_targets = target[human:][positive[human:]]
+    assert ((pseudo_targets == 1.0) | (pseudo_targets < 0.5)).all()
+    soft.extend(pseudo_targets[pseudo_targets < 1.0])
+    seen.append((int(positive[human:].sum()), int(positive[:human].sum())))
+  soft = np.array(soft)
+  assert soft.size > 0, seen
+  assert (soft >= 0.3).all() and (soft < 0.5).all()
+  model = task.build_model()
+  optimizer = tf_keras.optimizers.SGD(0.01)
+  logs = task.train_step(
+    (features, labels), model, optimizer, task.build_metrics()
+  )
+  assert np.isfinite(float(logs[task.loss]))
 
 
 if __name__ == '__main__':
