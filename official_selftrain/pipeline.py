@@ -43,8 +43,15 @@ def primary_metric(metrics: Optional[Dict[str, Any]]) -> str:
   return MIOU if metrics and MIOU in metrics else 'AP'
 
 
-# The warm start stage's dir under the pipeline's model dir.
+# The first warm start stage's dir under the pipeline's model dir (and its
+# summary key); stage k > 1 is `teacher_warm_start_k`.
 WARM_START_DIR = 'teacher_warm_start'
+
+
+def warm_start_name(index: int) -> str:
+  """The dir (and summary key) of the teacher's warm start stage `index`
+  (0-based)."""
+  return WARM_START_DIR if index == 0 else f'{WARM_START_DIR}_{index + 1}'
 
 
 @dataclasses.dataclass
@@ -58,14 +65,22 @@ class Pipeline:
   control: bool = True
   supervised_total_steps: bool = True
   export_kwargs: Optional[Dict[str, Any]] = None
-  teacher_warm_start: Optional[experiment_lib.Experiment] = None
+  teacher_warm_start: Any = None
+
+  def warm_start_stages(self) -> List[experiment_lib.Experiment]:
+    """The teacher's warm start stages in training order (none, one, or a
+    list bound in gin), each as bound (before it is warm started)."""
+    stages = self.teacher_warm_start
+    if stages is None:
+      return []
+    return list(stages) if isinstance(stages, (list, tuple)) else [stages]
 
   def teacher_steps(self) -> int:
-    """The teacher's steps, its warm start stage's included."""
-    steps = self.teacher.config.trainer.train_steps
-    if self.teacher_warm_start is not None:
-      steps += self.teacher_warm_start.config.trainer.train_steps
-    return steps
+    """The teacher's steps, its warm start stages' included."""
+    return sum(
+      stage.config.trainer.train_steps
+      for stage in [*self.warm_start_stages(), self.teacher]
+    )
 
   def configs(self) -> Dict[str, Any]:
     """Every round-1 stage's config, with placeholder dirs."""
@@ -75,12 +90,18 @@ class Pipeline:
         '<model_dir>/round1/pseudo_labels'
       ),
     )
-    configs = {'teacher': self.teacher.config, 'student': student.config}
-    if self.teacher_warm_start is not None:
-      configs['teacher_warm_start'] = self.teacher_warm_start.config
-      configs['teacher'] = self_training_configs.warm_started(
-        self.teacher, f'<model_dir>/{WARM_START_DIR}'
-      ).config
+    stages = self.warm_start_stages()
+    names = [warm_start_name(i) for i in range(len(stages))] + ['teacher']
+    configs = {}
+    for index, (name, stage) in enumerate(zip(names, [*stages, self.teacher])):
+      if index:
+        stage = self_training_configs.warm_started(
+          stage, f'<model_dir>/{names[index - 1]}'
+        )
+      configs[name] = stage.config
+    # The teacher first (tools read the data config from the first one).
+    configs = {'teacher': configs.pop('teacher'), **configs}
+    configs['student'] = student.config
     steps = self.teacher_steps() + student.config.trainer.train_steps
     for label, _, experiment in self.baselines(student, steps):
       configs[label] = experiment.config
@@ -137,7 +158,7 @@ def self_training_pipeline(
   control: bool = True,
   supervised_total_steps: bool = True,
   export_kwargs: Optional[Dict[str, Any]] = None,
-  teacher_warm_start: Optional[experiment_lib.Experiment] = None,
+  teacher_warm_start: Any = None,
 ) -> Pipeline:
   """Binds a pipeline.
 
@@ -155,9 +176,11 @@ def self_training_pipeline(
       student's compute.
     export_kwargs: extra `export_pseudo_labels` arguments (thresholds, NMS).
     teacher_warm_start: a supervised experiment trained first (e.g. the
-      teacher's run under Augment-S1, scoped in gin); the teacher then starts
-      from all of its weights. Its steps count in the teacher's for the
-      all-steps arm.
+      teacher's run under Augment-S1, scoped in gin), or a list of them
+      trained in turn, each from all of the previous one's weights; the
+      teacher then starts from all of the last one's weights. Their steps
+      count in the teacher's for the all-steps arm. Stage k's model dir is
+      `teacher_warm_start` (k = 1) or `teacher_warm_start_k`.
 
   Returns:
     Pipeline.
@@ -326,8 +349,7 @@ def run(pipeline: Pipeline, model_dir: str, run_fn) -> Dict[str, Any]:
     teacher, teacher_dir = arms['student'], student_dir
   summary = dict(rounds[-1])
   summary['rounds'] = rounds
-  if warm_start is not None:
-    summary['teacher_warm_start'] = warm_start
+  summary.update(warm_start)
   with tf.io.gfile.GFile(os.path.join(model_dir, SUMMARY), 'w') as f:
     json.dump(summary, f, indent=1)
   print(format_table(rounds))
@@ -335,16 +357,20 @@ def run(pipeline: Pipeline, model_dir: str, run_fn) -> Dict[str, Any]:
 
 
 def _teacher(pipeline: Pipeline, model_dir: str, run_fn):
-  """(teacher experiment, warm start stage's metrics or None), after
-  training its warm start stage if it has one."""
-  if pipeline.teacher_warm_start is None:
-    return pipeline.teacher, None
-  warm_dir = os.path.join(model_dir, WARM_START_DIR)
-  warm = run_stage(
-    'teacher warm start', pipeline.teacher_warm_start, warm_dir, run_fn
-  )
-  teacher = self_training_configs.warm_started(pipeline.teacher, warm_dir)
-  return teacher, warm
+  """(teacher experiment, {stage name: metrics} of its warm start stages),
+  after training those stages in turn."""
+  metrics = {}
+  previous = None
+  for index, stage in enumerate(pipeline.warm_start_stages()):
+    if previous is not None:
+      stage = self_training_configs.warm_started(stage, previous)
+    name = warm_start_name(index)
+    previous = os.path.join(model_dir, name)
+    label = 'teacher warm start' + (f' {index + 1}' if index else '')
+    metrics[name] = run_stage(label, stage, previous, run_fn)
+  if previous is None:
+    return pipeline.teacher, metrics
+  return self_training_configs.warm_started(pipeline.teacher, previous), metrics
 
 
 def _strategy_of(run_fn) -> Optional[Any]:

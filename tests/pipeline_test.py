@@ -259,17 +259,24 @@ def test_segmentation_runs_through_the_same_pipeline(data_dir, tmp_path):
   )
 
 
-def test_teacher_warm_start_stage_starts_the_teacher(data_dir, tmp_path):
-  """A two-stage teacher: the warm start trains first, the teacher restores
-  all of its weights, and its steps count in the all-steps arm's."""
+def _task_params(stage_dir):
+  with open(os.path.join(stage_dir, 'params.yaml')) as f:
+    return yaml.safe_load(f)['task']
+
+
+def test_teacher_warm_start_stages_start_the_teacher(data_dir, tmp_path):
+  """A three-stage teacher: the warm start stages train in turn, each and
+  the teacher restoring all of the previous one's weights, and their steps
+  count in the all-steps arm's."""
   model_dir = str(tmp_path / 'warm')
   result = run_train(
     _args(model_dir)
     + [
       '--gin_param=self_training_pipeline.teacher_warm_start = '
-      '@warm_start/detection_experiment()',
+      '[@warm_start/detection_experiment(), @warm_start2/detection_experiment()]',
       '--gin_param=warm_start/detection_experiment.train_steps = 4',
       "--gin_param=warm_start/detection_experiment.policy = 'S1'",
+      '--gin_param=warm_start2/detection_experiment.train_steps = 2',
       "--gin_param=detection_experiment.policy = 'S4'",
     ],
     data_dir,
@@ -277,21 +284,27 @@ def test_teacher_warm_start_stage_starts_the_teacher(data_dir, tmp_path):
   assert result.returncode == 0, result.stderr[-3000:]
   summary = _summary(model_dir)
   assert summary['teacher_warm_start']['step'] == 4
-  warm_dir = os.path.join(model_dir, 'teacher_warm_start')
-  with open(os.path.join(warm_dir, 'params.yaml')) as f:
-    warm_task = yaml.safe_load(f)['task']
+  assert summary['teacher_warm_start_2']['step'] == 2
+  warm_dirs = [
+    os.path.join(model_dir, name)
+    for name in ('teacher_warm_start', 'teacher_warm_start_2')
+  ]
+  warm_task = _task_params(warm_dirs[0])
   assert not warm_task['init_checkpoint']
   assert warm_task['train_data']['parser']['aug_type'] is None  # S1
   teacher_dir = os.path.join(model_dir, 'teacher')
-  with open(os.path.join(teacher_dir, 'params.yaml')) as f:
-    task = yaml.safe_load(f)['task']
-  assert task['init_checkpoint'] == warm_dir
-  assert task['init_checkpoint_modules'] == 'all'
-  assert task['train_data']['parser']['aug_type']['type'] == 'randaug'  # S4
-  with open(os.path.join(teacher_dir, 'init_restore.json')) as f:
-    report = json.load(f)
-  assert report['checkpoint'].startswith(os.path.join(warm_dir, 'ckpt-4'))
-  assert report['counts']['restored'] > 0
-  assert report['left_at_init'] == []
-  # warm start 4 + teacher 6 + student 4.
-  assert summary['supervised_total_steps']['step'] == 14
+  for stage_dir, previous in ((warm_dirs[1], 0), (teacher_dir, 1)):
+    task = _task_params(stage_dir)
+    assert task['init_checkpoint'] == warm_dirs[previous]
+    assert task['init_checkpoint_modules'] == 'all'
+    assert task['train_data']['parser']['aug_type']['type'] == 'randaug'  # S4
+    with open(os.path.join(stage_dir, 'init_restore.json')) as f:
+      report = json.load(f)
+    step = (4, 2)[previous]
+    assert report['checkpoint'].startswith(
+      os.path.join(warm_dirs[previous], f'ckpt-{step}')
+    )
+    assert report['counts']['restored'] > 0
+    assert report['left_at_init'] == []
+  # warm starts 4 + 2, teacher 6, student 4.
+  assert summary['supervised_total_steps']['step'] == 16

@@ -28,7 +28,8 @@ from official_selftrain.pseudo_labels import segmentation_teacher
 from official_selftrain.pseudo_labels import teacher as teacher_lib
 from official_selftrain.serving import modules
 
-# A pipeline model_dir's stages (`pipeline.py`); the last three are per round.
+# A pipeline model_dir's stages (`pipeline.py`; more warm start stages are
+# `teacher_warm_start_2`, ...); the last three are per round.
 PIPELINE_STAGES = (
   'teacher_warm_start',
   'teacher',
@@ -54,7 +55,9 @@ def _round_dirs(pipeline_dir: str):
 
 def stage_dir(pipeline_dir: str, stage: str) -> str:
   """The model_dir of `stage` in a pipeline's model_dir, with a checkpoint."""
-  if stage not in PIPELINE_STAGES:
+  if stage not in PIPELINE_STAGES and not re.fullmatch(
+    r'teacher_warm_start_\d+', stage
+  ):
     raise ExportError(f'--stage={stage}: one of {", ".join(PIPELINE_STAGES)}.')
   if not tf.io.gfile.isdir(pipeline_dir):
     raise ExportError(f'{pipeline_dir!r} is not a pipeline model_dir.')

@@ -64,10 +64,14 @@ def run_seed(seed: int, model_dir: str, run_fn) -> Dict[str, Any]:
   summary = job.run(
     'train_and_eval', os.path.join(model_dir, f'seed{seed}'), run_fn
   )
-  steps = [
-    (summary.get('teacher_warm_start') or {}).get('step', 0),
-    summary['teacher'].get('step', 0),
-  ] + [r['student'].get('step', 0) for r in summary['rounds']]
+  warm_starts = [
+    metrics.get('step', 0)
+    for name, metrics in summary.items()
+    if name.startswith(pipeline_lib.WARM_START_DIR)
+  ]
+  steps = [*warm_starts, summary['teacher'].get('step', 0)] + [
+    r['student'].get('step', 0) for r in summary['rounds']
+  ]
   summary['total_steps'] = sum(steps)
   return summary
 

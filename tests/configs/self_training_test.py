@@ -244,3 +244,31 @@ def test_supervised_from_scratch_has_all_the_students_steps():
   )
   assert arm.seed == 5 and arm.test_split == pipeline.teacher.test_split
   assert pipeline.teacher.config.trainer.train_steps == 2000  # not changed
+
+
+@pytest.mark.parametrize('as_list', [False, True])
+def test_warm_start_stages_chain(as_list):
+  """One warm start stage (bound alone or in a list) or two: each stage and
+  then the teacher start from the previous stage's dir, and every stage's
+  steps count in the teacher's."""
+  stages = ['@warm_start/detection_experiment()']
+  if as_list:
+    stages.append('@warm_start2/detection_experiment()')
+  binding = ', '.join(stages)
+  pipeline, _ = build(
+    [
+      'self_training_pipeline.teacher_warm_start = '
+      + (f'[{binding}]' if as_list else binding),
+      'warm_start/detection_experiment.train_steps = 300',
+      'warm_start2/detection_experiment.train_steps = 20',
+    ]
+  )
+  configs = pipeline.configs()
+  names = ['teacher_warm_start', 'teacher_warm_start_2'][: len(stages)]
+  assert list(configs)[0] == 'teacher'
+  assert not configs[names[0]].task.init_checkpoint
+  for name, previous in zip([*names[1:], 'teacher'], names):
+    assert configs[name].task.init_checkpoint == f'<model_dir>/{previous}'
+    assert configs[name].task.init_checkpoint_modules == 'all'
+  teacher = pipeline.teacher.config.trainer.train_steps
+  assert pipeline.teacher_steps() == teacher + (320 if as_list else 300)
