@@ -58,7 +58,10 @@ def stage_dir(pipeline_dir: str, stage: str) -> str:
   if stage not in PIPELINE_STAGES and not re.fullmatch(
     r'teacher_warm_start_\d+', stage
   ):
-    raise ExportError(f'--stage={stage}: one of {", ".join(PIPELINE_STAGES)}.')
+    raise ExportError(
+      f'--stage={stage}: one of {", ".join(PIPELINE_STAGES)} or '
+      'teacher_warm_start_<k>.'
+    )
   if not tf.io.gfile.isdir(pipeline_dir):
     raise ExportError(f'{pipeline_dir!r} is not a pipeline model_dir.')
   if stage.startswith('teacher'):

@@ -298,8 +298,8 @@ class DetectionTask(retinanet.RetinaNetTask):
     cls_targets = tf.where(cls_targets < num_classes, cls_targets, 0)
     target = 1.0
     if soft_targets:
-      # Matched anchors carry their box's target; background anchors (class
-      # 0, Model Garden's one-hot background column) keep target 1.
+      # Matched anchors carry their box's target; the others (background:
+      # class -1 from Model Garden's labeller, an all-zero one-hot) keep 1.
       target = tf.where(
         cls_targets > 0,
         loss_utils.multi_level_flatten(
@@ -311,7 +311,9 @@ class DetectionTask(retinanet.RetinaNetTask):
     num_positives = global_num_positives(box_weights)
     cls_weight = labels['cls_weights'] * keep * (num_replicas / num_positives)
     if background_weight != 1.0:
-      cls_weight *= tf.where(cls_targets == 0, background_weight, 1.0)
+      # Background anchors: Model Garden's labeller gives them class -1 (0 is
+      # the background column of a one-hot and no object's class).
+      cls_weight *= tf.where(cls_targets <= 0, background_weight, 1.0)
     y_true_cls = tf.one_hot(cls_targets, num_classes)
     if soft_targets:
       y_true_cls *= target[..., None]

@@ -29,8 +29,11 @@ from official_selftrain.serving import modules
 flags.DEFINE_string(
   'checkpoint', None, 'A checkpoint, a model_dir, or a pipeline dir.'
 )
-flags.DEFINE_enum(
-  'stage', None, export.PIPELINE_STAGES, 'The pipeline stage to export.'
+flags.DEFINE_string(
+  'stage',
+  None,
+  f'The pipeline stage to export: one of {", ".join(export.PIPELINE_STAGES)}'
+  ' or teacher_warm_start_<k> (checked against the pipeline dir).',
 )
 flags.DEFINE_string('export_dir', None, 'Where the SavedModel goes.')
 flags.DEFINE_list(

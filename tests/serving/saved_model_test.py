@@ -270,16 +270,22 @@ def test_fresh_process_serves_the_segmenters_class_map(
 
 def test_export_of_a_pipeline_stage_and_the_errors(teacher_dir, tmp_path):
   pipeline = tmp_path / 'pipeline'
-  for stage in ('teacher', 'round1/student', 'round2/student'):
+  stages = ('teacher', 'teacher_warm_start_2', 'round2/student')
+  for stage in ('round1/student', *stages):
     os.makedirs(pipeline / stage)
   for name in os.listdir(teacher_dir):
     if name.startswith(('ckpt-', 'checkpoint', 'params.yaml')):
-      for stage in ('teacher', 'round2/student'):
+      for stage in stages:
         with open(os.path.join(teacher_dir, name), 'rb') as f:
           (pipeline / stage / name).write_bytes(f.read())
   run_dir, checkpoint = export.resolve_checkpoint(str(pipeline), 'student')
   assert run_dir == str(pipeline / 'round2' / 'student')
   assert checkpoint.startswith(run_dir)
+  # A second warm start stage of the teacher (`pipeline.warm_start_name`).
+  run_dir, _ = export.resolve_checkpoint(str(pipeline), 'teacher_warm_start_2')
+  assert run_dir == str(pipeline / 'teacher_warm_start_2')
+  with pytest.raises(export.ExportError, match='teacher_warm_start_<k>'):
+    export.resolve_checkpoint(str(pipeline), 'teacher_warm_start_x')
   with pytest.raises(export.ExportError, match='--stage'):
     export.resolve_checkpoint(str(pipeline))
   with pytest.raises(export.ExportError, match='supervised_same_steps'):

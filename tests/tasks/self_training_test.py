@@ -246,7 +246,10 @@ def _anchor_case(seed, soft=None):
   config.model.num_classes = 4
   task = detection.DetectionTask(config)
   rng = tf.random.Generator.from_seed(seed)
-  targets = tf.constant([[[[1, 0, 0], [2, 0, 3]], [[0, 0, 3], [0, 1, 0]]]] * 2)
+  # Background is -1, as Model Garden's anchor labeller writes it.
+  targets = tf.constant(
+    [[[[1, -1, -1], [2, -1, 3]], [[-1, -1, 3], [-1, 1, -1]]]] * 2
+  )
   positive = tf.cast(tf.reshape(targets, [2, 12]) > 0, tf.float32)
   outputs = {
     'cls_outputs': {'3': rng.normal([2, 2, 2, 3 * 4])},
