@@ -21,6 +21,7 @@ from typing import Callable
 from typing import Dict
 from typing import List
 from typing import Optional
+from typing import Tuple
 
 from absl import logging
 import gin
@@ -82,6 +83,23 @@ class Pipeline:
       for stage in [*self.warm_start_stages(), self.teacher]
     )
 
+  def teacher_stages(
+    self, model_dir: str
+  ) -> List[Tuple[str, experiment_lib.Experiment]]:
+    """(dir name, experiment) of the warm start stages and then the
+    teacher, in training order; each stage after the first starts from all
+    of the previous one's weights (its dir under `model_dir`)."""
+    stages = self.warm_start_stages()
+    names = [warm_start_name(i) for i in range(len(stages))] + ['teacher']
+    chain = []
+    for index, (name, stage) in enumerate(zip(names, [*stages, self.teacher])):
+      if index:
+        stage = self_training_configs.warm_started(
+          stage, os.path.join(model_dir, names[index - 1])
+        )
+      chain.append((name, stage))
+    return chain
+
   def configs(self) -> Dict[str, Any]:
     """Every round-1 stage's config, with placeholder dirs."""
     student = self.student(
@@ -90,15 +108,9 @@ class Pipeline:
         '<model_dir>/round1/pseudo_labels'
       ),
     )
-    stages = self.warm_start_stages()
-    names = [warm_start_name(i) for i in range(len(stages))] + ['teacher']
-    configs = {}
-    for index, (name, stage) in enumerate(zip(names, [*stages, self.teacher])):
-      if index:
-        stage = self_training_configs.warm_started(
-          stage, f'<model_dir>/{names[index - 1]}'
-        )
-      configs[name] = stage.config
+    configs = {
+      name: stage.config for name, stage in self.teacher_stages('<model_dir>')
+    }
     # The teacher first (tools read the data config from the first one).
     configs = {'teacher': configs.pop('teacher'), **configs}
     configs['student'] = student.config
@@ -359,18 +371,14 @@ def run(pipeline: Pipeline, model_dir: str, run_fn) -> Dict[str, Any]:
 def _teacher(pipeline: Pipeline, model_dir: str, run_fn):
   """(teacher experiment, {stage name: metrics} of its warm start stages),
   after training those stages in turn."""
+  *warm_starts, (_, teacher) = pipeline.teacher_stages(model_dir)
   metrics = {}
-  previous = None
-  for index, stage in enumerate(pipeline.warm_start_stages()):
-    if previous is not None:
-      stage = self_training_configs.warm_started(stage, previous)
-    name = warm_start_name(index)
-    previous = os.path.join(model_dir, name)
+  for index, (name, stage) in enumerate(warm_starts):
     label = 'teacher warm start' + (f' {index + 1}' if index else '')
-    metrics[name] = run_stage(label, stage, previous, run_fn)
-  if previous is None:
-    return pipeline.teacher, metrics
-  return self_training_configs.warm_started(pipeline.teacher, previous), metrics
+    metrics[name] = run_stage(
+      label, stage, os.path.join(model_dir, name), run_fn
+    )
+  return teacher, metrics
 
 
 def _strategy_of(run_fn) -> Optional[Any]:
