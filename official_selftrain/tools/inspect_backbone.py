@@ -1,7 +1,7 @@
 r"""How a detector's backbone stands at several checkpoints, side by side.
 
   python -m official_selftrain.tools.inspect_backbone \
-      --gin_file=shapes_selftrain_gain.gin \
+      --gin_file=shapes_selftrain_search.gin \
       --checkpoints=rand_init,imagenet,runs/lc_gain_imagenet/f0.1_S4/steps4000
 
 For each checkpoint (a detection model dir or file restored whole, a
