@@ -16,6 +16,7 @@ import dataclasses
 import inspect
 import json
 import os
+import time
 from typing import Any
 from typing import Callable
 from typing import Dict
@@ -36,6 +37,9 @@ from official_selftrain.pseudo_labels import manifest as manifest_lib
 from official_selftrain.pseudo_labels import shard_files
 
 SUMMARY = 'summary.json'
+# In a stage's dir: wall time and steps of the run that completed its training
+# (a resumed stage counts only its last part, which `steps_trained` shows).
+STAGE_TIME = 'stage_time.json'
 MIOU = 'mIoU'  # a segmentation arm's metric, in place of a detector's AP
 
 
@@ -250,12 +254,34 @@ def run_stage(
     logging.info(
       '[pipeline] %s: training %d steps in %s.', name, steps, model_dir
     )
+    first_step, start = _checkpoint_step(model_dir), time.monotonic()
     run_fn(experiment, 'train_and_eval', model_dir)
+    _write_stage_time(
+      model_dir,
+      time.monotonic() - start,
+      _checkpoint_step(model_dir) - first_step,
+    )
   metrics = _final_metrics(model_dir)
+  stage_time = _read_stage_time(model_dir)
+  if stage_time:
+    metrics['stage_time'] = stage_time
   test = _test_metrics(name, experiment, model_dir, run_fn, steps)
   if test is not None:
     metrics['test'] = test
   return metrics
+
+
+def _write_stage_time(model_dir: str, seconds: float, steps: int) -> None:
+  with tf.io.gfile.GFile(os.path.join(model_dir, STAGE_TIME), 'w') as f:
+    json.dump({'wall_seconds': round(seconds, 1), 'steps_trained': steps}, f)
+
+
+def _read_stage_time(model_dir: str) -> Optional[Dict[str, Any]]:
+  path = os.path.join(model_dir, STAGE_TIME)
+  if not tf.io.gfile.exists(path):
+    return None
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f)
 
 
 def _test_metrics(name, experiment, model_dir, run_fn, steps):

@@ -229,6 +229,24 @@ def arm_metrics(summary, split: str) -> Dict[str, Optional[float]]:
   return arms
 
 
+def stage_times(summary) -> Dict[str, Dict[str, Any]]:
+  """Per stage of a summary (warm starts, teacher, the last round's arms and
+  labelling) that recorded its time: minutes, and the steps trained by the
+  run that completed it (fewer than the stage's steps if it was resumed)."""
+  times = {}
+  for name, metrics in summary.items():
+    stage_time = isinstance(metrics, dict) and metrics.get('stage_time')
+    if stage_time:
+      times[name] = {
+        'minutes': round(stage_time['wall_seconds'] / 60, 1),
+        'steps_trained': stage_time['steps_trained'],
+      }
+  labelling = (summary.get('pseudo_labels') or {}).get('wall_seconds')
+  if labelling is not None:
+    times['pseudo_labels'] = {'minutes': round(labelling / 60, 1)}
+  return times
+
+
 def seed_record(summary, curves=None, curve=None) -> Dict[str, Any]:
   """Test AP (mIoU for segmentation) per arm and the student's gain over the
   best baseline."""
@@ -245,6 +263,9 @@ def seed_record(summary, curves=None, curve=None) -> Dict[str, Any]:
     'test': arms,
     'total_steps': summary['total_steps'],
   }
+  times = stage_times(summary)
+  if times:
+    record['stage_minutes'] = times
   if baselines and arms['student'] is not None:
     best_arm = max(baselines, key=baselines.get)
     record['best_baseline'] = best_arm

@@ -76,6 +76,12 @@ def test_summary_reports_every_arm(resumed):
   )
   assert summary['pseudo_labels']['images_written'] == 24
   assert summary['pseudo_labels']['read_threshold'] == 0.5
+  # Each trained stage records the time and steps of the run that
+  # completed it (the teacher's in the first, killed run).
+  for arm in arms + ('student',):
+    stage_time = summary[arm]['stage_time']
+    assert stage_time['wall_seconds'] > 0, arm
+    assert 0 < stage_time['steps_trained'] <= summary[arm]['step'], arm
 
 
 def test_every_arm_is_also_scored_on_the_test_split(resumed):

@@ -67,6 +67,23 @@ def test_gain_is_over_the_best_baseline_including_the_curve():
   assert plain['gain'] == pytest.approx(0.06)
 
 
+def test_record_gives_each_timed_stage_in_minutes():
+  summary = _summary(0.30, 0.34, 0.33, 0.40)
+  summary['teacher']['stage_time'] = {'wall_seconds': 600.0, 'steps_trained': 6}
+  summary['student']['stage_time'] = {'wall_seconds': 90.0, 'steps_trained': 2}
+  summary['pseudo_labels'] = {'wall_seconds': 30.0}
+  record = studies.seed_record(summary)
+  assert record['stage_minutes'] == {
+    'teacher': {'minutes': 10.0, 'steps_trained': 6},
+    'student': {'minutes': 1.5, 'steps_trained': 2},
+    'pseudo_labels': {'minutes': 0.5},
+  }
+  # Stages run before times were recorded: no entry, not a zero.
+  assert 'stage_minutes' not in studies.seed_record(
+    _summary(0.3, 0.3, 0.3, 0.3)
+  )
+
+
 def test_aggregate_reports_spread_and_whether_every_seed_gains(tmp_path):
   records = {
     1: studies.seed_record(_summary(0.30, 0.34, 0.33, 0.40)),
