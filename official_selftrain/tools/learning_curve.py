@@ -68,8 +68,11 @@ def run_point(
     **dataclasses.asdict(point),
     'curve': point.curve,
     'dir': point_dir,
-    'val': {k: v for k, v in metrics.items() if k != 'test'},
+    'val': {
+      k: v for k, v in metrics.items() if k not in ('test', 'stage_time')
+    },
     'test': metrics.get('test'),
+    'stage_time': metrics.get('stage_time'),
   }
 
 
