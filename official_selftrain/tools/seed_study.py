@@ -22,8 +22,9 @@ resumes), then reads each `summary.json` and writes `study.json` and a PNG:
 A run directory lives as long as its machine; with `--records_dir` (a folder in
 the repo, e.g. docs/seg_gain_study) a study spans machines: each finished
 seed's record (test per arm, val per arm, gain, steps, the minutes of each
-stage the run trained, and where and when it was measured) is written there as `seed{N}.json`, and a seed whose record is
-there is read from it, not rerun (delete the file to measure it again).
+stage the run trained, and where and when it was measured) is written there
+as `seed{N}.json`, and a seed whose record is there is read from it, not
+rerun (delete the file to measure it again).
 """
 
 import json
