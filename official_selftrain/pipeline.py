@@ -29,6 +29,7 @@ import gin
 import tensorflow as tf
 
 from official_selftrain import progress
+from official_selftrain import stage_names
 from official_selftrain.configs import experiment as experiment_lib
 from official_selftrain.configs import self_training as self_training_configs
 from official_selftrain.pseudo_labels import export
@@ -46,17 +47,6 @@ MIOU = 'mIoU'  # a segmentation arm's metric, in place of a detector's AP
 def primary_metric(metrics: Optional[Dict[str, Any]]) -> str:
   """The metric arms are compared on: COCO AP, or mIoU for segmentation."""
   return MIOU if metrics and MIOU in metrics else 'AP'
-
-
-# The first warm start stage's dir under the pipeline's model dir (and its
-# summary key); stage k > 1 is `teacher_warm_start_k`.
-WARM_START_DIR = 'teacher_warm_start'
-
-
-def warm_start_name(index: int) -> str:
-  """The dir (and summary key) of the teacher's warm start stage `index`
-  (0-based)."""
-  return WARM_START_DIR if index == 0 else f'{WARM_START_DIR}_{index + 1}'
 
 
 @dataclasses.dataclass
@@ -94,7 +84,9 @@ class Pipeline:
     teacher, in training order; each stage after the first starts from all
     of the previous one's weights (its dir under `model_dir`)."""
     stages = self.warm_start_stages()
-    names = [warm_start_name(i) for i in range(len(stages))] + ['teacher']
+    names = [stage_names.warm_start_name(i) for i in range(len(stages))] + [
+      'teacher'
+    ]
     chain = []
     for index, (name, stage) in enumerate(zip(names, [*stages, self.teacher])):
       if index:
@@ -218,12 +210,11 @@ def _checkpoint_step(model_dir: str) -> int:
   return int(latest.rsplit('-', 1)[1]) if latest else 0
 
 
-def training_complete(model_dir: str, train_steps: int) -> bool:
-  """A run is complete at its final step with that step's evaluation."""
-  if _checkpoint_step(model_dir) < train_steps:
-    return False
+def _evaluated_at(model_dir: str, step: int) -> bool:
+  """Whether the run's last recorded evaluation is at `step` or later (a
+  run is complete at its final step with that step's evaluation)."""
   metrics = progress.ResultsWriter(model_dir).last_recorded()
-  return metrics.get('step', -1) >= train_steps
+  return metrics.get('step', -1) >= step
 
 
 def _final_metrics(
@@ -244,9 +235,10 @@ def run_stage(
 ) -> Dict[str, float]:
   """Trains and evaluates one arm unless it is already complete."""
   steps = experiment.config.trainer.train_steps
-  if training_complete(model_dir, steps):
+  first_step = _checkpoint_step(model_dir)
+  if first_step >= steps and _evaluated_at(model_dir, steps):
     logging.info('[pipeline] %s: complete in %s, skipped.', name, model_dir)
-  elif _checkpoint_step(model_dir) >= steps:
+  elif first_step >= steps:
     # Killed between its last checkpoint and its final evaluation.
     logging.info('[pipeline] %s: trained, evaluating in %s.', name, model_dir)
     run_fn(experiment, 'eval', model_dir)
@@ -254,7 +246,7 @@ def run_stage(
     logging.info(
       '[pipeline] %s: training %d steps in %s.', name, steps, model_dir
     )
-    first_step, start = _checkpoint_step(model_dir), time.monotonic()
+    start = time.monotonic()
     run_fn(experiment, 'train_and_eval', model_dir)
     _write_stage_time(
       model_dir,

@@ -19,7 +19,7 @@ PACKAGE = 'official_selftrain'
 # Bottom to top. A module may import from its own layer's part (acyclically)
 # and from lower layers, never from higher ones.
 LAYERS = (
-  ('progress', 'timing', 'config_files', 'losses', 'ops'),
+  ('progress', 'timing', 'config_files', 'losses', 'ops', 'stage_names'),
   ('data',),
   ('configs',),
   ('pseudo_labels', 'serving'),

@@ -24,19 +24,11 @@ from official.core import config_definitions as cfg
 from official.core import export_base
 import tensorflow as tf
 
+from official_selftrain import stage_names
 from official_selftrain.pseudo_labels import segmentation_teacher
 from official_selftrain.pseudo_labels import teacher as teacher_lib
 from official_selftrain.serving import modules
 
-# A pipeline model_dir's stages (`pipeline.py`; more warm start stages are
-# `teacher_warm_start_2`, ...); the last three are per round.
-PIPELINE_STAGES = (
-  'teacher_warm_start',
-  'teacher',
-  'student',
-  'supervised_same_steps',
-  'supervised_total_steps',
-)
 # What a SavedModel teacher needs besides its signatures (task, classes...).
 INFO_FILE = os.path.join('assets.extra', 'official_selftrain.json')
 
@@ -55,11 +47,9 @@ def _round_dirs(pipeline_dir: str):
 
 def stage_dir(pipeline_dir: str, stage: str) -> str:
   """The model_dir of `stage` in a pipeline's model_dir, with a checkpoint."""
-  if stage not in PIPELINE_STAGES and not re.fullmatch(
-    r'teacher_warm_start_\d+', stage
-  ):
+  if not stage_names.is_stage(stage):
     raise ExportError(
-      f'--stage={stage}: one of {", ".join(PIPELINE_STAGES)} or '
+      f'--stage={stage}: one of {", ".join(stage_names.PIPELINE_STAGES)} or '
       'teacher_warm_start_<k>.'
     )
   if not tf.io.gfile.isdir(pipeline_dir):
@@ -90,7 +80,7 @@ def resolve_checkpoint(
     if not latest:
       raise ExportError(
         f'No checkpoint in {checkpoint!r}; a pipeline model_dir needs '
-        f'--stage (one of {", ".join(PIPELINE_STAGES)}).'
+        f'--stage (one of {", ".join(stage_names.PIPELINE_STAGES)}).'
       )
     return checkpoint, latest
   if tf.io.gfile.exists(checkpoint + '.index'):

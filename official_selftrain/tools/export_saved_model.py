@@ -23,6 +23,7 @@ from absl import flags
 
 from official_selftrain import cli
 from official_selftrain import registry_imports  # noqa: F401
+from official_selftrain import stage_names
 from official_selftrain.serving import export
 from official_selftrain.serving import modules
 
@@ -32,7 +33,7 @@ flags.DEFINE_string(
 flags.DEFINE_string(
   'stage',
   None,
-  f'The pipeline stage to export: one of {", ".join(export.PIPELINE_STAGES)}'
+  f'The pipeline stage to export: one of {", ".join(stage_names.PIPELINE_STAGES)}'
   ' or teacher_warm_start_<k> (checked against the pipeline dir).',
 )
 flags.DEFINE_string('export_dir', None, 'Where the SavedModel goes.')

@@ -38,6 +38,7 @@ from absl import logging
 from official_selftrain import cli
 from official_selftrain import pipeline as pipeline_lib
 from official_selftrain import registry_imports  # noqa: F401
+from official_selftrain import stage_names
 from official_selftrain import studies
 
 flags.DEFINE_list('seeds', ['1', '2', '3'], 'Seeds, one pipeline run each.')
@@ -68,7 +69,7 @@ def run_seed(seed: int, model_dir: str, run_fn) -> Dict[str, Any]:
   warm_starts = [
     metrics.get('step', 0)
     for name, metrics in summary.items()
-    if name.startswith(pipeline_lib.WARM_START_DIR)
+    if stage_names.is_warm_start(name)
   ]
   steps = [*warm_starts, summary['teacher'].get('step', 0)] + [
     r['student'].get('step', 0) for r in summary['rounds']

@@ -281,7 +281,7 @@ def test_export_of_a_pipeline_stage_and_the_errors(teacher_dir, tmp_path):
   run_dir, checkpoint = export.resolve_checkpoint(str(pipeline), 'student')
   assert run_dir == str(pipeline / 'round2' / 'student')
   assert checkpoint.startswith(run_dir)
-  # A second warm start stage of the teacher (`pipeline.warm_start_name`).
+  # A second warm start stage of the teacher (`stage_names.warm_start_name`).
   run_dir, _ = export.resolve_checkpoint(str(pipeline), 'teacher_warm_start_2')
   assert run_dir == str(pipeline / 'teacher_warm_start_2')
   with pytest.raises(export.ExportError, match='teacher_warm_start_<k>'):
