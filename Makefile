@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-MODEL_DIR ?= runs/shapes_selftrain
+MODEL_DIR ?= runs/shapes_selftrain_demo
 
 .PHONY: install data demo test test-unit test-e2e test-fast lint format build clean
 
@@ -17,10 +17,10 @@ $(VENV)/.installed: setup.py pyproject.toml
 	touch $@
 
 data: install
-	$(PY) tools/create_shapes_tfrecords.py --gin_file=shapes_selftrain.gin
+	$(PY) tools/create_shapes_tfrecords.py --gin_file=shapes_selftrain_demo.gin
 
 demo: data
-	$(PY) -m official_selftrain.train --gin_file=shapes_selftrain.gin --model_dir=$(MODEL_DIR)
+	$(PY) -m official_selftrain.train --gin_file=shapes_selftrain_demo.gin --model_dir=$(MODEL_DIR)
 
 test: install
 	$(PY) -m pytest -q --durations=30 tests
