@@ -19,6 +19,8 @@ PIPELINE_STAGES = (
   'supervised_same_steps',
   'supervised_total_steps',
 )
+# The stage names a user may give, for messages and flag help.
+CHOICES = f'{", ".join(PIPELINE_STAGES)} or {WARM_START}_<k>'
 
 
 def warm_start_name(index: int) -> str:

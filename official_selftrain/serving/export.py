@@ -48,10 +48,7 @@ def _round_dirs(pipeline_dir: str):
 def stage_dir(pipeline_dir: str, stage: str) -> str:
   """The model_dir of `stage` in a pipeline's model_dir, with a checkpoint."""
   if not stage_names.is_stage(stage):
-    raise ExportError(
-      f'--stage={stage}: one of {", ".join(stage_names.PIPELINE_STAGES)} or '
-      'teacher_warm_start_<k>.'
-    )
+    raise ExportError(f'--stage={stage}: one of {stage_names.CHOICES}.')
   if not tf.io.gfile.isdir(pipeline_dir):
     raise ExportError(f'{pipeline_dir!r} is not a pipeline model_dir.')
   if stage.startswith('teacher'):

@@ -33,8 +33,8 @@ flags.DEFINE_string(
 flags.DEFINE_string(
   'stage',
   None,
-  f'The pipeline stage to export: one of {", ".join(stage_names.PIPELINE_STAGES)}'
-  ' or teacher_warm_start_<k> (checked against the pipeline dir).',
+  f'The pipeline stage to export: one of {stage_names.CHOICES}'
+  ' (checked against the pipeline dir).',
 )
 flags.DEFINE_string('export_dir', None, 'Where the SavedModel goes.')
 flags.DEFINE_list(
