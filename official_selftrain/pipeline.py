@@ -380,6 +380,8 @@ def run(pipeline: Pipeline, model_dir: str, run_fn) -> Dict[str, Any]:
   summary = dict(rounds[-1])
   summary['rounds'] = rounds
   summary.update(warm_start)
+  # The teacher's (warm starts too) and every student's steps.
+  summary['total_steps'] = total_steps
   with tf.io.gfile.GFile(os.path.join(model_dir, SUMMARY), 'w') as f:
     json.dump(summary, f, indent=1)
   print(format_table(rounds))

@@ -71,6 +71,7 @@ def test_summary_reports_every_arm(resumed):
   assert summary['teacher']['step'] == 6
   # From scratch in one schedule of the teacher's and the student's steps.
   assert summary['supervised_total_steps']['step'] == 6 + 4
+  assert summary['total_steps'] == 6 + 4
   assert (
     summary['student']['step'] == summary['supervised_same_steps']['step'] == 4
   )

@@ -38,7 +38,6 @@ from absl import logging
 from official_selftrain import cli
 from official_selftrain import pipeline as pipeline_lib
 from official_selftrain import registry_imports  # noqa: F401
-from official_selftrain import stage_names
 from official_selftrain import studies
 
 flags.DEFINE_list('seeds', ['1', '2', '3'], 'Seeds, one pipeline run each.')
@@ -63,19 +62,9 @@ def run_seed(seed: int, model_dir: str, run_fn) -> Dict[str, Any]:
   job = cli.rebuild_job(cli.seed_bindings(seed))
   if not isinstance(job, pipeline_lib.Pipeline):
     raise cli.UserError(f'{FLAGS.gin_file} binds no self-training pipeline.')
-  summary = job.run(
+  return job.run(
     'train_and_eval', os.path.join(model_dir, f'seed{seed}'), run_fn
   )
-  warm_starts = [
-    metrics.get('step', 0)
-    for name, metrics in summary.items()
-    if stage_names.is_warm_start(name)
-  ]
-  steps = [*warm_starts, summary['teacher'].get('step', 0)] + [
-    r['student'].get('step', 0) for r in summary['rounds']
-  ]
-  summary['total_steps'] = sum(steps)
-  return summary
 
 
 def _record(seed: int, curves) -> Dict[str, Any]:
