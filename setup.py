@@ -32,6 +32,7 @@ TOOLS = (
   'learning_curve',
   'seed_study',
   'inspect_backbone',
+  'release_teacher',
 )
 
 setuptools.setup(
@@ -49,7 +50,11 @@ setuptools.setup(
   # The gin configs live at the top of the repository and ship inside the
   # package, so `--gin_file=coco_s4.gin` resolves after a plain install too.
   package_dir={'official_selftrain.gin_configs': 'gin_configs'},
-  package_data={'official_selftrain.gin_configs': ['*.gin', 'common/*.gin']},
+  package_data={
+    'official_selftrain.gin_configs': ['*.gin', 'common/*.gin'],
+    # Released teachers (`make demo` starts from one).
+    'official_selftrain': ['released/*/*'],
+  },
   install_requires=INSTALL_REQUIRES,
   extras_require={'dev': ['pytest', 'ruff', 'setuptools']},
   entry_points={

@@ -17,6 +17,7 @@ from absl import flags
 import gin
 
 from official_selftrain import config_files
+from official_selftrain import released_teachers
 from official_selftrain import train_lib
 from official_selftrain.configs import experiment as experiment_lib
 from official_selftrain.data import datasets
@@ -48,6 +49,7 @@ USER_ERRORS = (
   datasets.MissingDatasetError,
   pools.EmptyPoolError,
   teacher.NoCheckpointError,
+  released_teachers.ReleasedTeacherError,
   train_lib.UndecodableRecordsError,
   train_lib.TrainingDivergedError,
   train_lib.WorkerLostError,

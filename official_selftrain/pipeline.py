@@ -29,6 +29,7 @@ import gin
 import tensorflow as tf
 
 from official_selftrain import progress
+from official_selftrain import released_teachers
 from official_selftrain import stage_names
 from official_selftrain.configs import experiment as experiment_lib
 from official_selftrain.configs import self_training as self_training_configs
@@ -61,6 +62,7 @@ class Pipeline:
   supervised_total_steps: bool = True
   export_kwargs: Optional[Dict[str, Any]] = None
   teacher_warm_start: Any = None
+  teacher_checkpoint: Optional[str] = None
 
   def warm_start_stages(self) -> List[experiment_lib.Experiment]:
     """The teacher's warm start stages in training order (none, one, or a
@@ -167,6 +169,7 @@ def self_training_pipeline(
   supervised_total_steps: bool = True,
   export_kwargs: Optional[Dict[str, Any]] = None,
   teacher_warm_start: Any = None,
+  teacher_checkpoint: Optional[str] = None,
 ) -> Pipeline:
   """Binds a pipeline.
 
@@ -189,6 +192,12 @@ def self_training_pipeline(
       teacher then starts from all of the last one's weights. Their steps
       count in the teacher's for the all-steps arm. Stage k's model dir is
       `teacher_warm_start` (k = 1) or `teacher_warm_start_k`.
+    teacher_checkpoint: a released teacher (a folder written by
+      tools/release_teacher.py from a run of this same teacher, e.g.
+      'released/shapes_demo_teacher'): its checkpoint becomes the teacher
+      stage in place of training the warm start stages and the teacher;
+      it is evaluated in this run. A release whose model, data or schedule
+      differs from this teacher's is refused (released_teachers.py).
 
   Returns:
     Pipeline.
@@ -202,6 +211,7 @@ def self_training_pipeline(
     supervised_total_steps=supervised_total_steps,
     export_kwargs=export_kwargs,
     teacher_warm_start=teacher_warm_start,
+    teacher_checkpoint=teacher_checkpoint,
   )
 
 
@@ -390,8 +400,26 @@ def run(pipeline: Pipeline, model_dir: str, run_fn) -> Dict[str, Any]:
 
 def _teacher(pipeline: Pipeline, model_dir: str, run_fn):
   """(teacher experiment, {stage name: metrics} of its warm start stages),
-  after training those stages in turn."""
+  after training those stages in turn; with a released teacher bound, none
+  is trained: the release is installed as the teacher stage, and the dict
+  is {'released_teacher': its release record}."""
   *warm_starts, (_, teacher) = pipeline.teacher_stages(model_dir)
+  if pipeline.teacher_checkpoint:
+    record = released_teachers.install(
+      pipeline.teacher_checkpoint,
+      teacher,
+      os.path.join(model_dir, 'teacher'),
+      pipeline.teacher_steps(),
+    )
+    logging.info(
+      '[pipeline] teacher: the release at %s (trained %s, commit %s); its '
+      'warm start stages are not trained.',
+      record['path'],
+      record['measured'].get('date'),
+      record['measured'].get('commit'),
+    )
+    kept = {k: v for k, v in record.items() if k != 'model'}
+    return teacher, {'released_teacher': kept}
   metrics = {}
   for index, (name, stage) in enumerate(warm_starts):
     label = 'teacher warm start' + (f' {index + 1}' if index else '')

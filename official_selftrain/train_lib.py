@@ -214,7 +214,7 @@ def _diverged_error(model_dir: str, error: Exception) -> Exception:
   )
 
 
-def _write_configs(config, model_dir: str) -> None:
+def write_configs(config, model_dir: str) -> None:
   """params.yaml (Model Garden's) and config.gin beside the checkpoints."""
   train_utils.serialize_config(config, model_dir)
   with tf.io.gfile.GFile(os.path.join(model_dir, 'config.gin'), 'w') as f:
@@ -308,7 +308,7 @@ def run(
   tf.io.gfile.makedirs(model_dir)
   write_dir = worker_dir(model_dir, strategy)
   if 'train' in mode and write_dir == model_dir:
-    _write_configs(config, model_dir)
+    write_configs(config, model_dir)
   with strategy.scope():
     task = task_factory.get_task(config.task, logging_dir=write_dir)
   results = progress.ResultsWriter(write_dir, filename=experiment.results_file)

@@ -24,7 +24,7 @@ LAYERS = (
   ('configs',),
   ('pseudo_labels', 'serving'),
   ('tasks',),
-  ('train_lib', 'pipeline', 'noisy_student'),
+  ('train_lib', 'pipeline', 'noisy_student', 'released_teachers'),
   ('studies',),
   ('registry_imports', 'cli', 'train', 'tools'),
 )

@@ -132,7 +132,8 @@ def test_every_library_module_imports_from_the_installed_wheel(
   installed, tmp_path
 ):
   """All but the tools in one process (each tool defines its own flags, so
-  two tools do not share a process; they are run below)."""
+  two tools do not share a process; they are run below); the bundled gin
+  files and the released demo teacher resolve inside the installed copy."""
   modules = [
     m
     for m in _source_modules()
@@ -146,6 +147,10 @@ def test_every_library_module_imports_from_the_installed_wheel(
     'import official_selftrain.config_files as c\n'
     "print(c.resolve('coco_s4.gin'))\n"
     "print(c.resolve('common/retinanet_coco.gin'))\n"
+    'import official_selftrain.released_teachers as r\n'
+    "release = r.resolve('released/shapes_demo_teacher')\n"
+    'r.read(release)\n'
+    'print(release)\n'
   )
   result = _run_installed(installed, code, tmp_path)
   assert result.returncode == 0, result.stderr[-3000:]

@@ -1,0 +1,239 @@
+"""Released teachers: a trained teacher a self-training pipeline starts from.
+
+The paper's authors released their checkpoints; a run of this library can
+release its teacher the same way (`tools/release_teacher.py`), and a pipeline
+can start from one (`self_training_pipeline.teacher_checkpoint`). Its warm
+start and teacher stages are then not trained: the released checkpoint is
+copied into `model_dir/teacher` (with this run's `params.yaml` and
+`config.gin`), evaluated there like a teacher just trained
+(val and test split, in this run), and every later stage (pseudo labels,
+student, control) runs as usual from it.
+
+A release is a folder: the teacher's last training checkpoint (weights,
+optimizer slots, step), `params.yaml` and `config.gin` of the run that trained
+it, and `release.json`: its step, the pipeline's teacher steps (warm start
+stages included), the model config, the human-labelled data it trained on, its
+AP when released and where, when and from which commit it was trained. A
+pipeline refuses a release whose model, data or schedule differs from the
+teacher it binds, naming what differs: a student of a teacher trained on
+other data would be compared with a control that is not its own.
+"""
+
+import json
+import os
+from typing import Any
+from typing import Dict
+from typing import Optional
+
+import tensorflow as tf
+
+from official_selftrain import progress
+from official_selftrain import train_lib
+from official_selftrain.configs import experiment as experiment_lib
+
+RELEASE = 'release.json'
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+class ReleasedTeacherError(Exception):
+  """A released teacher that is missing or does not fit the pipeline."""
+
+
+def resolve(path: str) -> str:
+  """`path` as given if it exists, else relative to the package (where the
+  bundled releases live, e.g. 'released/shapes_demo_teacher')."""
+  if os.path.isabs(path) or tf.io.gfile.exists(path):
+    return path
+  bundled = os.path.join(_PACKAGE_DIR, path)
+  return bundled if tf.io.gfile.exists(bundled) else path
+
+
+def train_data_id(experiment: experiment_lib.Experiment) -> str:
+  """The human-labelled training data, as the two folders above its file
+  pattern (for Shapes-Det: generator version, seed, size and spec hash, then
+  split and size): the same id means the same generated records."""
+  pattern = experiment.config.task.train_data.input_path
+  parent = os.path.dirname(str(pattern))
+  return '/'.join(parent.split('/')[-2:])
+
+
+def _json_roundtrip(value: Any) -> Any:
+  return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def model_config(experiment: experiment_lib.Experiment) -> Dict[str, Any]:
+  return _json_roundtrip(experiment.config.task.model.as_dict())
+
+
+def _checkpoint_files(checkpoint: str):
+  """The files of one checkpoint prefix (its index and data shards)."""
+  return sorted(tf.io.gfile.glob(checkpoint + '.*'))
+
+
+def release(
+  teacher_dir: str,
+  out_dir: str,
+  experiment: experiment_lib.Experiment,
+  teacher_steps: int,
+  measured: Dict[str, Any],
+) -> Dict[str, Any]:
+  """Writes the teacher stage in `teacher_dir` as a release in `out_dir`.
+
+  Args:
+    teacher_dir: a pipeline's `model_dir/teacher`, trained and evaluated.
+    out_dir: the release folder (created; files of an earlier release there
+      are replaced).
+    experiment: the teacher experiment as the pipeline binds it.
+    teacher_steps: the pipeline's teacher steps, warm start stages included.
+    measured: where, when and how it was trained (studies.provenance).
+
+  Returns:
+    The release record (also `out_dir/release.json`).
+  """
+  latest = tf.train.latest_checkpoint(teacher_dir)
+  steps = experiment.config.trainer.train_steps
+  if latest is None or int(latest.rsplit('-', 1)[1]) != steps:
+    raise ReleasedTeacherError(
+      f'{teacher_dir} holds no teacher trained to its {steps} steps '
+      f'(latest checkpoint: {latest}); run the pipeline first.'
+    )
+  tf.io.gfile.makedirs(out_dir)
+  for stale in tf.io.gfile.glob(os.path.join(out_dir, 'ckpt-*')):
+    tf.io.gfile.remove(stale)
+  for path in _checkpoint_files(latest) + [
+    os.path.join(teacher_dir, name) for name in ('params.yaml', 'config.gin')
+  ]:
+    if tf.io.gfile.exists(path):
+      target = os.path.join(out_dir, os.path.basename(path))
+      tf.io.gfile.copy(path, target, overwrite=True)
+  record = {
+    'checkpoint': os.path.basename(latest),
+    'step': steps,
+    'teacher_steps': teacher_steps,
+    'train_data': train_data_id(experiment),
+    'model': model_config(experiment),
+    'metrics': _released_metrics(teacher_dir, experiment),
+    'measured': measured,
+  }
+  with tf.io.gfile.GFile(os.path.join(out_dir, RELEASE), 'w') as f:
+    json.dump(record, f, indent=1)
+  return record
+
+
+def _released_metrics(teacher_dir, experiment) -> Dict[str, Any]:
+  """The teacher's last val (and test) evaluation, as trained."""
+  metrics = {'val': progress.ResultsWriter(teacher_dir).last_recorded()}
+  if experiment.test_split is not None:
+    test = experiment.on_test_split().results_file
+    metrics['test'] = progress.ResultsWriter(
+      teacher_dir, filename=test
+    ).last_recorded()
+  return _json_roundtrip(metrics)
+
+
+def read(path: str) -> Dict[str, Any]:
+  """The release record of the release folder `path`."""
+  record_path = os.path.join(path, RELEASE)
+  if not tf.io.gfile.exists(record_path):
+    raise ReleasedTeacherError(
+      f'self_training_pipeline.teacher_checkpoint = {path!r}: no {RELEASE} '
+      'there; a release is written by tools/release_teacher.py.'
+    )
+  with tf.io.gfile.GFile(record_path) as f:
+    return json.load(f)
+
+
+def mismatch(record, experiment, teacher_steps) -> Optional[str]:
+  """What differs between the release and the teacher the pipeline binds."""
+  if record['step'] != experiment.config.trainer.train_steps:
+    return (
+      f'its teacher stage trained {record["step"]} steps, this one '
+      f'trains {experiment.config.trainer.train_steps}'
+    )
+  if record['teacher_steps'] != teacher_steps:
+    return (
+      f'its teacher trained {record["teacher_steps"]} steps in all (warm '
+      f'start stages included), this one {teacher_steps}'
+    )
+  if record['train_data'] != train_data_id(experiment):
+    return (
+      f'it trained on {record["train_data"]}, this teacher trains on '
+      f'{train_data_id(experiment)}'
+    )
+  model = model_config(experiment)
+  differing = sorted(
+    key
+    for key in set(model) | set(record['model'])
+    if model.get(key) != record['model'].get(key)
+  )
+  if differing:
+    return f'its model differs in {", ".join(differing)}'
+  return None
+
+
+def install(
+  path: str,
+  experiment: experiment_lib.Experiment,
+  teacher_dir: str,
+  teacher_steps: int,
+) -> Dict[str, Any]:
+  """Makes the release at `path` the trained teacher in `teacher_dir`.
+
+  Args:
+    path: the release folder (see `resolve`).
+    experiment: the teacher experiment the pipeline binds.
+    teacher_dir: the pipeline's `model_dir/teacher`.
+    teacher_steps: the pipeline's teacher steps, warm start stages included.
+
+  Returns:
+    The release record, with `path` added.
+
+  Raises:
+    ReleasedTeacherError: no release there, one that does not fit the
+      teacher, or a teacher dir that already holds another teacher.
+  """
+  path = resolve(path)
+  record = read(path)
+  problem = mismatch(record, experiment, teacher_steps)
+  if problem:
+    raise ReleasedTeacherError(
+      f'self_training_pipeline.teacher_checkpoint = {path!r} does not fit '
+      f'this pipeline: {problem}.'
+    )
+  installed = os.path.join(teacher_dir, RELEASE)
+  same = False
+  if tf.io.gfile.exists(installed):
+    with tf.io.gfile.GFile(installed) as f:
+      same = json.load(f) == record
+  if tf.train.latest_checkpoint(teacher_dir):
+    if same:
+      return {**record, 'path': path}
+    raise ReleasedTeacherError(
+      f'{teacher_dir} already holds a teacher that is not the release at '
+      f'{path}; use another --model_dir.'
+    )
+  # The record first, the checkpoint state file last: a copy killed half
+  # way is redone on the next run.
+  tf.io.gfile.makedirs(teacher_dir)
+  tf.io.gfile.copy(os.path.join(path, RELEASE), installed, overwrite=True)
+  # This run's configs (its data paths), as a trained teacher's dir has:
+  # the labeller builds the teacher from them.
+  train_lib.write_configs(experiment.config, teacher_dir)
+  _copy_checkpoint(path, record['checkpoint'], teacher_dir)
+  return {**record, 'path': path}
+
+
+def _copy_checkpoint(path: str, checkpoint: str, teacher_dir: str) -> None:
+  files = _checkpoint_files(os.path.join(path, checkpoint))
+  if not any(name.endswith('.index') for name in files):
+    raise ReleasedTeacherError(
+      f'{path}: {RELEASE} names {checkpoint}, whose files are not there.'
+    )
+  tf.io.gfile.makedirs(teacher_dir)
+  for name in files:
+    target = os.path.join(teacher_dir, os.path.basename(name))
+    tf.io.gfile.copy(name, target, overwrite=True)
+  # The checkpoint state file Orbit's CheckpointManager reads.
+  tf.compat.v1.train.update_checkpoint_state(
+    teacher_dir, checkpoint, all_model_checkpoint_paths=[checkpoint]
+  )
