@@ -12,7 +12,10 @@ selection (val) split at its end and once on the test split, and is skipped
 when complete, so an interrupted sweep resumes point by point. The sweep
 ends with `curves.json` (every point, val and test metrics, and per fraction
 and policy the best step count on val) and a PNG: val AP against steps, one
-panel per policy, one line per label fraction.
+panel per policy, one line per label fraction. A run directory lives as long
+as its machine; with `--records` (a curves.json in the repo) a sweep spans
+machines: each finished point is written there at once, and a point
+recorded there is read from it, not rerun.
 
 A gin file that binds a self-training pipeline sweeps its teacher. The label
 fraction binds `shapes_det.label_fraction` (the embedded data); leave
@@ -51,6 +54,13 @@ flags.DEFINE_integer('seed', None, 'detection_experiment.seed of every point.')
 flags.DEFINE_string(
   'plot', None, 'PNG of val AP against steps (default: model_dir/curves.png).'
 )
+flags.DEFINE_string(
+  'records',
+  None,
+  'A curves.json kept in the repo (e.g. docs/inits_figure1.json): a point '
+  'recorded there is read, not rerun, and each finished point is added to '
+  'it at once, so a sweep spans sessions and machines.',
+)
 
 FLAGS = flags.FLAGS
 
@@ -66,6 +76,7 @@ def run_point(
   )
   return {
     **dataclasses.asdict(point),
+    'seed': seed,
     'curve': point.curve,
     'dir': point_dir,
     'val': {
@@ -76,14 +87,21 @@ def run_point(
   }
 
 
-def _earlier_points(model_dir: str) -> List[Dict[str, Any]]:
-  """Points an earlier sweep into `model_dir` recorded (kept, so sweeps of
-  other fractions or policies into one folder add up to one plot)."""
-  path = os.path.join(model_dir, studies.CURVES)
-  if not os.path.exists(path):
+def _earlier_points(path: str) -> List[Dict[str, Any]]:
+  """The points of a curves.json written before (none if it is missing):
+  kept, so sweeps of other fractions or policies into one folder add up to
+  one plot."""
+  if not path or not os.path.exists(path):
     return []
   with open(path) as f:
     return json.load(f)['points']
+
+
+def _write_curves(path: str, records: List[Dict[str, Any]]) -> None:
+  curves = {'points': records, 'best': studies.best_points(records)}
+  with open(path + '.tmp', 'w') as f:
+    json.dump(curves, f, indent=1)
+  os.replace(path + '.tmp', path)
 
 
 def main(argv):
@@ -93,14 +111,28 @@ def main(argv):
   points = studies.sweep(
     FLAGS.steps, FLAGS.label_fractions, FLAGS.policies, FLAGS.inits
   )
+  kept = {p['dir']: p for p in _earlier_points(FLAGS.records)}
   run_fn = cli.default_run_fn()
-  records = [
-    run_point(point, FLAGS.model_dir, FLAGS.seed, run_fn) for point in points
-  ]
-  records = studies.merge_points(_earlier_points(FLAGS.model_dir), records)
-  curves = {'points': records, 'best': studies.best_points(records)}
-  with open(os.path.join(FLAGS.model_dir, studies.CURVES), 'w') as f:
-    json.dump(curves, f, indent=1)
+  records = []
+  for point in points:
+    point_dir = os.path.join(
+      FLAGS.model_dir, point.curve, f'steps{point.steps}'
+    )
+    if point_dir in kept:
+      records.append(kept[point_dir])
+      continue
+    records.append(run_point(point, FLAGS.model_dir, FLAGS.seed, run_fn))
+    if FLAGS.records:
+      _write_curves(
+        FLAGS.records, studies.merge_points(list(kept.values()), records)
+      )
+  records = studies.merge_points(
+    _earlier_points(os.path.join(FLAGS.model_dir, studies.CURVES))
+    + list(kept.values()),
+    records,
+  )
+  os.makedirs(FLAGS.model_dir, exist_ok=True)
+  _write_curves(os.path.join(FLAGS.model_dir, studies.CURVES), records)
   studies.plot_curves(
     records, FLAGS.plot or os.path.join(FLAGS.model_dir, 'curves.png')
   )

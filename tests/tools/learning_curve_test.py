@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 from helpers import TINY_GIN
 from helpers import run_tool
@@ -93,6 +94,7 @@ def test_best_point_is_chosen_on_the_selection_split():
 def test_tool_trains_each_schedule_and_resumes(tmp_path, data_dir):
   model_dir = str(tmp_path / 'curves')
   plot = str(tmp_path / 'curves.png')
+  records = str(tmp_path / 'records.json')
   args = (
     f'--gin_file={TINY_GIN}',
     '--steps=2,4',
@@ -102,7 +104,7 @@ def test_tool_trains_each_schedule_and_resumes(tmp_path, data_dir):
     f'--plot={plot}',
   )
   del data_dir  # the session's data cache, through $SELFTRAIN_DATA_DIR
-  first = run_tool('learning_curve.py', *args)
+  first = run_tool('learning_curve.py', *args, f'--records={records}')
   assert first.returncode == 0, first.stderr[-3000:]
   with open(os.path.join(model_dir, studies.CURVES)) as f:
     curves = json.load(f)
@@ -120,3 +122,13 @@ def test_tool_trains_each_schedule_and_resumes(tmp_path, data_dir):
   again = run_tool('learning_curve.py', *args)
   assert again.returncode == 0, again.stderr[-3000:]
   assert again.stderr.count('skipped') >= 2
+  # Each finished point went to --records at once; on a new machine (the
+  # run dirs gone) the sweep reads them there and trains nothing.
+  with open(records) as f:
+    assert json.load(f)['points'] == points
+  shutil.rmtree(model_dir)
+  elsewhere = run_tool('learning_curve.py', *args, f'--records={records}')
+  assert elsewhere.returncode == 0, elsewhere.stderr[-3000:]
+  assert '[pipeline]' not in elsewhere.stderr
+  with open(os.path.join(model_dir, studies.CURVES)) as f:
+    assert json.load(f)['points'] == points
