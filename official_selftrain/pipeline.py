@@ -412,11 +412,11 @@ def _teacher(pipeline: Pipeline, model_dir: str, run_fn):
       pipeline.teacher_steps(),
     )
     logging.info(
-      '[pipeline] teacher: the release at %s (trained %s, commit %s); its '
+      '[pipeline] teacher: the release at %s (released %s, commit %s); its '
       'warm start stages are not trained.',
       record['path'],
-      record['measured'].get('date'),
-      record['measured'].get('commit'),
+      record['released'].get('date'),
+      record['released'].get('commit'),
     )
     kept = {k: v for k, v in record.items() if k != 'model'}
     return teacher, {'released_teacher': kept}

@@ -13,7 +13,7 @@ A release is a folder: the teacher's last training checkpoint (weights,
 optimizer slots, step), `params.yaml` and `config.gin` of the run that trained
 it, and `release.json`: its step, the pipeline's teacher steps (warm start
 stages included), the model config, the human-labelled data it trained on, its
-AP when released and where, when and from which commit it was trained. A
+AP and training time, and when, where and from which commit it was released. A
 pipeline refuses a release whose model, data or schedule differs from the
 teacher it binds, naming what differs: a student of a teacher trained on
 other data would be compared with a control that is not its own.
@@ -75,7 +75,7 @@ def release(
   out_dir: str,
   experiment: experiment_lib.Experiment,
   teacher_steps: int,
-  measured: Dict[str, Any],
+  released: Dict[str, Any],
 ) -> Dict[str, Any]:
   """Writes the teacher stage in `teacher_dir` as a release in `out_dir`.
 
@@ -85,7 +85,8 @@ def release(
       are replaced).
     experiment: the teacher experiment as the pipeline binds it.
     teacher_steps: the pipeline's teacher steps, warm start stages included.
-    measured: where, when and how it was trained (studies.provenance).
+    released: when, where and from which commit it is released, with the
+      gin files and bindings of its run (studies.provenance).
 
   Returns:
     The release record (also `out_dir/release.json`).
@@ -113,11 +114,25 @@ def release(
     'train_data': train_data_id(experiment),
     'model': model_config(experiment),
     'metrics': _released_metrics(teacher_dir, experiment),
-    'measured': measured,
+    'released': released,
+    'trained_in': teacher_dir,
+    'stage_times': _stage_times(os.path.dirname(teacher_dir)),
   }
   with tf.io.gfile.GFile(os.path.join(out_dir, RELEASE), 'w') as f:
     json.dump(record, f, indent=1)
   return record
+
+
+def _stage_times(model_dir: str) -> Dict[str, Any]:
+  """{stage dir: its stage_time.json} of the pipeline run's teacher stages
+  (warm starts and teacher): what training it took."""
+  times = {}
+  for path in sorted(
+    tf.io.gfile.glob(os.path.join(model_dir, '*', 'stage_time.json'))
+  ):
+    with tf.io.gfile.GFile(path) as f:
+      times[os.path.basename(os.path.dirname(path))] = json.load(f)
+  return times
 
 
 def _released_metrics(teacher_dir, experiment) -> Dict[str, Any]:

@@ -77,7 +77,8 @@ def test_a_pipeline_starts_from_the_released_teacher(
     record = json.load(f)
   assert record['step'] == record['teacher_steps'] == 6
   assert record['checkpoint'] == 'ckpt-6'
-  assert record['measured']['commit']
+  assert record['released']['commit']
+  assert record['stage_times']['teacher']['steps_trained'] == 6
   model_dir = str(tmp_path / 'from_release')
   result = run_train(
     _args(model_dir, f"self_training_pipeline.teacher_checkpoint = '{out}'"),
