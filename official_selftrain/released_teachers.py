@@ -248,7 +248,12 @@ def _copy_checkpoint(path: str, checkpoint: str, teacher_dir: str) -> None:
   for name in files:
     target = os.path.join(teacher_dir, os.path.basename(name))
     tf.io.gfile.copy(name, target, overwrite=True)
-  # The checkpoint state file Orbit's CheckpointManager reads.
-  tf.compat.v1.train.update_checkpoint_state(
-    teacher_dir, checkpoint, all_model_checkpoint_paths=[checkpoint]
-  )
+  # The checkpoint state file Orbit's CheckpointManager reads, with the path
+  # relative to its folder, as the manager writes it (a run dir stays
+  # movable). TF's writer of this file is deprecated and resolves a relative
+  # path against the working directory.
+  with tf.io.gfile.GFile(os.path.join(teacher_dir, 'checkpoint'), 'w') as f:
+    f.write(
+      f'model_checkpoint_path: "{checkpoint}"\n'
+      f'all_model_checkpoint_paths: "{checkpoint}"\n'
+    )

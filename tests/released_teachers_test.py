@@ -172,3 +172,27 @@ def test_the_bundled_release_fits_the_demo(clear_gin):
   )
   assert record['teacher_steps'] == 12000
   assert record['metrics']['test']['AP'] > 0.4
+
+
+def test_the_bundled_release_installs_into_a_relative_model_dir(
+  clear_gin, tmp_path, monkeypatch
+):
+  """`make demo`'s model dir is relative (runs/...): the installed teacher's
+  checkpoint state names its checkpoint relative to its folder, and the
+  checkpoint reads from there."""
+  config_files.parse(['shapes_selftrain_demo.gin'], [])
+  job = cli.build_job()
+  *_, (_, teacher) = job.teacher_stages('<model_dir>')
+  monkeypatch.chdir(tmp_path)
+  teacher_dir = os.path.join('runs', 'demo', 'teacher')
+  record = released_teachers.install(
+    job.teacher_checkpoint, teacher, teacher_dir, job.teacher_steps()
+  )
+  latest = tf.train.latest_checkpoint(teacher_dir)
+  assert latest == os.path.join(teacher_dir, 'ckpt-4000')
+  reader = tf.train.load_checkpoint(latest)
+  assert reader.get_tensor('global_step/.ATTRIBUTES/VARIABLE_VALUE') == 4000
+  assert os.path.exists(os.path.join(teacher_dir, 'params.yaml'))
+  assert record['path'].endswith(
+    os.path.join('released', 'shapes_demo_teacher')
+  )
