@@ -420,6 +420,14 @@ def _teacher(pipeline: Pipeline, model_dir: str, run_fn):
     )
     kept = {k: v for k, v in record.items() if k != 'model'}
     return teacher, {'released_teacher': kept}
+  installed = os.path.join(model_dir, 'teacher', released_teachers.RELEASE)
+  if tf.io.gfile.exists(installed):
+    raise released_teachers.ReleasedTeacherError(
+      f'{installed}: this model_dir holds a released teacher, and the gin '
+      'binds none (self_training_pipeline.teacher_checkpoint); a teacher '
+      'trained here would not be the one its students learned from: use '
+      'another --model_dir.'
+    )
   metrics = {}
   for index, (name, stage) in enumerate(warm_starts):
     label = 'teacher warm start' + (f' {index + 1}' if index else '')

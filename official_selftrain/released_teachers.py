@@ -26,6 +26,7 @@ from typing import Dict
 from typing import Optional
 
 import tensorflow as tf
+import yaml
 
 from official_selftrain import progress
 from official_selftrain import train_lib
@@ -98,29 +99,66 @@ def release(
       f'{teacher_dir} holds no teacher trained to its {steps} steps '
       f'(latest checkpoint: {latest}); run the pipeline first.'
     )
+  _check_trained_as_bound(teacher_dir, experiment)
+  metrics = _released_metrics(teacher_dir, experiment, steps)
   tf.io.gfile.makedirs(out_dir)
+  # The record goes first and comes back last: a release killed half way
+  # has none, and no pipeline takes it.
+  record_path = os.path.join(out_dir, RELEASE)
+  if tf.io.gfile.exists(record_path):
+    tf.io.gfile.remove(record_path)
   for stale in tf.io.gfile.glob(os.path.join(out_dir, 'ckpt-*')):
     tf.io.gfile.remove(stale)
   for path in _checkpoint_files(latest) + [
     os.path.join(teacher_dir, name) for name in ('params.yaml', 'config.gin')
   ]:
-    if tf.io.gfile.exists(path):
-      target = os.path.join(out_dir, os.path.basename(path))
-      tf.io.gfile.copy(path, target, overwrite=True)
+    target = os.path.join(out_dir, os.path.basename(path))
+    tf.io.gfile.copy(path, target, overwrite=True)
   record = {
     'checkpoint': os.path.basename(latest),
     'step': steps,
     'teacher_steps': teacher_steps,
     'train_data': train_data_id(experiment),
     'model': model_config(experiment),
-    'metrics': _released_metrics(teacher_dir, experiment),
+    'metrics': metrics,
     'released': released,
     'trained_in': teacher_dir,
     'stage_times': _stage_times(os.path.dirname(teacher_dir)),
   }
-  with tf.io.gfile.GFile(os.path.join(out_dir, RELEASE), 'w') as f:
+  with tf.io.gfile.GFile(record_path + '.tmp', 'w') as f:
     json.dump(record, f, indent=1)
+  tf.io.gfile.rename(record_path + '.tmp', record_path, overwrite=True)
   return record
+
+
+def _check_trained_as_bound(teacher_dir: str, experiment) -> None:
+  """The run in `teacher_dir` trained the model on the data that the gin
+  binds (its own params.yaml says so): the release's record describes the
+  gin, so a release made with another gin would vouch for what it is not."""
+  path = os.path.join(teacher_dir, 'params.yaml')
+  if not tf.io.gfile.exists(path):
+    raise ReleasedTeacherError(
+      f'{path} not found: {teacher_dir} was not trained by this library.'
+    )
+  with tf.io.gfile.GFile(path) as f:
+    task = yaml.safe_load(f)['task']
+  trained_data = '/'.join(
+    os.path.dirname(str(task['train_data']['input_path'])).split('/')[-2:]
+  )
+  differing = _differing_keys(
+    _json_roundtrip(task['model']), model_config(experiment)
+  )
+  if differing or trained_data != train_data_id(experiment):
+    raise ReleasedTeacherError(
+      f'{teacher_dir} was trained on {trained_data} with a model that '
+      f'differs in {differing or "nothing"} from the gin given (data '
+      f'{train_data_id(experiment)}): release it with the gin files and '
+      'bindings of its run.'
+    )
+
+
+def _differing_keys(a: Dict[str, Any], b: Dict[str, Any]):
+  return sorted(key for key in set(a) | set(b) if a.get(key) != b.get(key))
 
 
 def _stage_times(model_dir: str) -> Dict[str, Any]:
@@ -135,14 +173,21 @@ def _stage_times(model_dir: str) -> Dict[str, Any]:
   return times
 
 
-def _released_metrics(teacher_dir, experiment) -> Dict[str, Any]:
-  """The teacher's last val (and test) evaluation, as trained."""
-  metrics = {'val': progress.ResultsWriter(teacher_dir).last_recorded()}
+def _released_metrics(teacher_dir, experiment, steps) -> Dict[str, Any]:
+  """The teacher's val (and test) evaluation at its final step."""
+  files = {'val': progress.EVAL_RESULTS}
   if experiment.test_split is not None:
-    test = experiment.on_test_split().results_file
-    metrics['test'] = progress.ResultsWriter(
-      teacher_dir, filename=test
+    files['test'] = experiment.on_test_split().results_file
+  metrics = {}
+  for split, filename in files.items():
+    metrics[split] = progress.ResultsWriter(
+      teacher_dir, filename=filename
     ).last_recorded()
+    if metrics[split].get('step') != steps:
+      raise ReleasedTeacherError(
+        f'{teacher_dir}: no {split} evaluation at step {steps} in '
+        f'{filename}; run the pipeline again to finish its teacher stage.'
+      )
   return _json_roundtrip(metrics)
 
 
@@ -175,12 +220,7 @@ def mismatch(record, experiment, teacher_steps) -> Optional[str]:
       f'it trained on {record["train_data"]}, this teacher trains on '
       f'{train_data_id(experiment)}'
     )
-  model = model_config(experiment)
-  differing = sorted(
-    key
-    for key in set(model) | set(record['model'])
-    if model.get(key) != record['model'].get(key)
-  )
+  differing = _differing_keys(record['model'], model_config(experiment))
   if differing:
     return f'its model differs in {", ".join(differing)}'
   return None

@@ -82,12 +82,20 @@ def sweep(steps, label_fractions=None, policies=None, inits=None):
   ]
 
 
+def point_key(record: Dict[str, Any]):
+  """What makes two records the same point: curve, steps and seed (not the
+  folder, whose spelling changes with the machine's --model_dir)."""
+  return record['curve'], record['steps'], record.get('seed')
+
+
 def merge_points(earlier, new):
-  """`earlier` points updated by `new` (same folder: the new record wins),
+  """`earlier` points updated by `new` (same point: the new record wins),
   ordered by curve and steps."""
-  merged = {p['dir']: p for p in earlier}
-  merged.update({p['dir']: p for p in new})
-  return sorted(merged.values(), key=lambda p: (p['curve'], p['steps']))
+  merged = {point_key(p): p for p in earlier}
+  merged.update({point_key(p): p for p in new})
+  return sorted(
+    merged.values(), key=lambda p: (p['curve'], p['steps'], p.get('seed') or 0)
+  )
 
 
 def best_points(records: List[Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:

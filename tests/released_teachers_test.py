@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 
+import gin
 from helpers import REPO
 from helpers import run_train
 import pytest
@@ -112,6 +113,12 @@ def test_a_pipeline_starts_from_the_released_teacher(
   )
   assert again.returncode == 0, again.stderr[-3000:]
   assert '[pipeline] teacher: complete' in again.stderr
+  # Without the binding, the same dir is refused before anything trains: a
+  # teacher trained there would not be its students' teacher.
+  unbound = run_train(_args(model_dir), data_dir)
+  assert unbound.returncode == 1
+  assert 'holds a released teacher' in unbound.stderr
+  assert not os.path.exists(os.path.join(model_dir, 'teacher_warm_start'))
 
 
 @pytest.mark.slow
@@ -143,6 +150,30 @@ def test_a_teacher_dir_with_another_teacher_is_kept(
   with pytest.raises(released_teachers.ReleasedTeacherError, match='already'):
     released_teachers.install(release[1], teacher, teacher_dir, steps)
   assert sorted(os.listdir(teacher_dir)) == before
+
+
+@pytest.mark.slow
+def test_a_run_is_released_only_with_its_own_gin_and_final_evaluation(
+  release, clear_gin, tmp_path
+):
+  """The record describes the gin given: a gin other than the run's, or a
+  run without its final evaluation, is refused and nothing is written."""
+  teacher_dir = os.path.join(release[0], 'teacher')
+  out = str(tmp_path / 'out')
+  teacher, steps = _teacher(['retinanet_model.head_filters = 8'])
+  with pytest.raises(released_teachers.ReleasedTeacherError, match='head'):
+    released_teachers.release(teacher_dir, out, teacher, steps, {})
+  assert not os.path.exists(out)
+  gin.clear_config()
+  unevaluated = str(tmp_path / 'teacher')
+  shutil.copytree(teacher_dir, unevaluated)
+  os.remove(os.path.join(unevaluated, 'test_results.json'))
+  teacher, steps = _teacher()
+  with pytest.raises(
+    released_teachers.ReleasedTeacherError, match='no test evaluation at step 6'
+  ):
+    released_teachers.release(unevaluated, out, teacher, steps, {})
+  assert not os.path.exists(out)
 
 
 def test_a_folder_without_a_release_is_named(clear_gin, tmp_path):

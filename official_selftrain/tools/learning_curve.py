@@ -15,7 +15,7 @@ and policy the best step count on val) and a PNG: val AP against steps, one
 panel per policy, one line per label fraction. A run directory lives as long
 as its machine; with `--records` (a curves.json in the repo) a sweep spans
 machines: each finished point is written there at once, and a point
-recorded there is read from it, not rerun.
+recorded there (same curve, steps and seed) is read from it, not rerun.
 
 A gin file that binds a self-training pipeline sweeps its teacher. The label
 fraction binds `shapes_det.label_fraction` (the embedded data); leave
@@ -111,15 +111,15 @@ def main(argv):
   points = studies.sweep(
     FLAGS.steps, FLAGS.label_fractions, FLAGS.policies, FLAGS.inits
   )
-  kept = {p['dir']: p for p in _earlier_points(FLAGS.records)}
+  kept = {studies.point_key(p): p for p in _earlier_points(FLAGS.records)}
+  if FLAGS.records:
+    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.records)), exist_ok=True)
   run_fn = cli.default_run_fn()
   records = []
   for point in points:
-    point_dir = os.path.join(
-      FLAGS.model_dir, point.curve, f'steps{point.steps}'
-    )
-    if point_dir in kept:
-      records.append(kept[point_dir])
+    key = (point.curve, point.steps, FLAGS.seed)
+    if key in kept:
+      records.append(kept[key])
       continue
     records.append(run_point(point, FLAGS.model_dir, FLAGS.seed, run_fn))
     if FLAGS.records:

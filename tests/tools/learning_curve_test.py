@@ -79,6 +79,18 @@ def test_sweeps_into_one_folder_add_up():
   ]
 
 
+def test_points_of_other_seeds_or_folders_are_told_apart():
+  """A point is its curve, steps and seed: the same point under another
+  --model_dir spelling is one point, another seed's is another."""
+  old = [{'dir': 'runs/x/a/s4', 'curve': 'a', 'steps': 4, 'seed': 1, 'v': 0}]
+  new = [
+    {'dir': '/abs/runs/x/a/s4', 'curve': 'a', 'steps': 4, 'seed': 1, 'v': 1},
+    {'dir': 'runs/x/a/s4', 'curve': 'a', 'steps': 4, 'seed': 2, 'v': 2},
+  ]
+  merged = studies.merge_points(old, new)
+  assert [(p['seed'], p['v']) for p in merged] == [(1, 1), (2, 2)]
+
+
 def test_best_point_is_chosen_on_the_selection_split():
   records = [
     {'curve': 'c', 'steps': s, 'val': {'AP': v}, 'test': {'AP': t}}
