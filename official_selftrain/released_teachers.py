@@ -53,9 +53,12 @@ def train_data_id(experiment: experiment_lib.Experiment) -> str:
   """The human-labelled training data, as the two folders above its file
   pattern (for Shapes-Det: generator version, seed, size and spec hash, then
   split and size): the same id means the same generated records."""
-  pattern = experiment.config.task.train_data.input_path
-  parent = os.path.dirname(str(pattern))
-  return '/'.join(parent.split('/')[-2:])
+  return _data_id(experiment.config.task.train_data.input_path)
+
+
+def _data_id(pattern: Any) -> str:
+  """The two folders above a file pattern."""
+  return '/'.join(os.path.dirname(str(pattern)).split('/')[-2:])
 
 
 def _json_roundtrip(value: Any) -> Any:
@@ -142,9 +145,7 @@ def _check_trained_as_bound(teacher_dir: str, experiment) -> None:
     )
   with tf.io.gfile.GFile(path) as f:
     task = yaml.safe_load(f)['task']
-  trained_data = '/'.join(
-    os.path.dirname(str(task['train_data']['input_path'])).split('/')[-2:]
-  )
+  trained_data = _data_id(task['train_data']['input_path'])
   differing = _differing_keys(
     _json_roundtrip(task['model']), model_config(experiment)
   )
