@@ -112,6 +112,68 @@ def best_points(records: List[Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
   }
 
 
+def steps_to_reach(
+  records: List[Dict[str, Any]], reference: str = 'rand_init'
+) -> Dict[str, Dict[str, Any]]:
+  """How many steps each init needs to reach the `reference` init's best.
+
+  Per label fraction and policy (keyed as a curve without its init): the
+  reference's best val AP over its measured schedules, and for every other
+  init the shortest measured schedule whose val AP reaches it (`steps` None
+  when none does), with that schedule's val AP, or its best when none
+  reaches. The paper's "how many fewer steps a pre-trained init needs"; on
+  the selection split, so the test split stays for the APs reported.
+  """
+  groups: Dict[str, Dict[str, List[Dict[str, Any]]]] = {}
+  for r in records:
+    init = r.get('init') or reference
+    group = Point(r['steps'], r['label_fraction'], r['policy']).curve
+    groups.setdefault(group, {}).setdefault(init, []).append(r)
+  result = {}
+  for group, by_init in sorted(groups.items()):
+    if reference not in by_init:
+      continue
+    ref = max(by_init[reference], key=lambda r: r['val'].get('AP', -1.0))
+    target = ref['val'].get('AP', float('nan'))
+    row = {reference: {'steps': ref['steps'], 'val_AP': target}}
+    for init, points in sorted(by_init.items()):
+      if init == reference:
+        continue
+      points = sorted(points, key=lambda r: r['steps'])
+      reached = [r for r in points if r['val'].get('AP', -1.0) >= target]
+      shown = (
+        reached[0]
+        if reached
+        else max(points, key=lambda r: r['val'].get('AP', -1.0))
+      )
+      row[init] = {
+        'steps': reached[0]['steps'] if reached else None,
+        'val_AP': shown['val'].get('AP'),
+        'measured_steps': [r['steps'] for r in points],
+      }
+    result[group] = row
+  return result
+
+
+def format_steps_to_reach(table: Dict[str, Dict[str, Any]]) -> str:
+  """One line per fraction, policy and init: the steps to reach the
+  reference's best val AP, or 'not within' the longest schedule measured."""
+  lines = []
+  for group, row in table.items():
+    (reference, ref), *others = row.items()
+    for init, entry in others:
+      if entry['steps'] is None:
+        reach = f'not within {max(entry["measured_steps"])} steps'
+      else:
+        reach = f'{entry["steps"]} steps'
+      lines.append(
+        f"{group}: {init} reaches {reference}'s best val AP "
+        f'({100 * ref["val_AP"]:.1f} at {ref["steps"]} steps): {reach} '
+        f'(val AP {100 * entry["val_AP"]:.1f})'
+      )
+  return '\n'.join(lines)
+
+
 def plot_curves(records: List[Dict[str, Any]], path: str) -> None:
   """Val AP against steps: one panel per policy, one line per fraction."""
   plt = _pyplot()

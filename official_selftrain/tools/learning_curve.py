@@ -10,8 +10,9 @@ held-out validation set", App. H), not a checkpoint of one long run. Each
 trains in `--model_dir/f{fraction}_{policy}/steps{N}`, is evaluated on the
 selection (val) split at its end and once on the test split, and is skipped
 when complete, so an interrupted sweep resumes point by point. The sweep
-ends with `curves.json` (every point, val and test metrics, and per fraction
-and policy the best step count on val) and a PNG: val AP against steps, one
+ends with `curves.json` (every point, val and test metrics, per fraction
+and policy the best step count on val, and with `--inits` the steps each init
+needs to reach rand_init's best val AP) and a PNG: val AP against steps, one
 panel per policy, one line per label fraction. A run directory lives as long
 as its machine; with `--records` (a curves.json in the repo) a sweep spans
 machines: each finished point is written there at once, and a point
@@ -99,6 +100,8 @@ def _earlier_points(path: str) -> List[Dict[str, Any]]:
 
 def _write_curves(path: str, records: List[Dict[str, Any]]) -> None:
   curves = {'points': records, 'best': studies.best_points(records)}
+  if any(r.get('init') for r in records):
+    curves['steps_to_reach'] = studies.steps_to_reach(records)
   with open(path + '.tmp', 'w') as f:
     json.dump(curves, f, indent=1)
   os.replace(path + '.tmp', path)
@@ -139,6 +142,8 @@ def main(argv):
   if any(r.get('init') for r in records):
     studies.plot_inits(records, os.path.join(FLAGS.model_dir, 'inits.png'))
   print(studies.format_table(records))
+  if any(r.get('init') for r in records):
+    print(studies.format_steps_to_reach(studies.steps_to_reach(records)))
 
 
 def entry():

@@ -101,6 +101,43 @@ def test_best_point_is_chosen_on_the_selection_split():
   assert best['c']['steps'] == 2 and best['c']['test'] == {'AP': 0.2}
 
 
+def test_steps_to_reach_the_random_inits_best_on_the_selection_split():
+  def record(init, steps, val, test, policy='S4'):
+    point = studies.Point(steps, 0.1, policy, init)
+    return {
+      'curve': point.curve,
+      'steps': steps,
+      'label_fraction': 0.1,
+      'policy': policy,
+      'init': init,
+      'val': {'AP': val},
+      'test': {'AP': test},
+    }
+
+  records = [
+    record('rand_init', 2, 0.20, 0.90),
+    record('rand_init', 8, 0.40, 0.10),  # the best on val, whatever its test
+    record('imagenet', 1, 0.30, 0.99),
+    record('imagenet', 4, 0.41, 0.0),
+    record('imagenet', 8, 0.45, 0.0),
+    record('imagenet_plus_plus', 8, 0.39, 0.99),
+    record('imagenet', 2, 0.9, 0.9, policy='S1'),  # no rand_init: no row
+  ]
+  table = studies.steps_to_reach(records)
+  assert list(table) == ['f0.1_S4']
+  row = table['f0.1_S4']
+  assert row['rand_init'] == {'steps': 8, 'val_AP': 0.40}
+  # The shortest schedule that reaches 0.40 on val: 4 steps, not 8.
+  assert row['imagenet']['steps'] == 4
+  assert row['imagenet']['val_AP'] == 0.41
+  # Never reached within the schedules measured: None, with its best.
+  assert row['imagenet_plus_plus']['steps'] is None
+  assert row['imagenet_plus_plus']['val_AP'] == 0.39
+  text = studies.format_steps_to_reach(table)
+  assert 'imagenet reaches rand_init' in text and '4 steps' in text
+  assert 'imagenet_plus_plus' in text and 'not within 8 steps' in text
+
+
 @pytest.mark.e2e
 @pytest.mark.slow
 def test_tool_trains_each_schedule_and_resumes(tmp_path, data_dir):
