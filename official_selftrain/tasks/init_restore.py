@@ -17,6 +17,7 @@ other names; a converter maps its keys to ours (`CONVERTERS`).
 
 import collections
 import dataclasses
+import hashlib
 import json
 import os
 from typing import Callable
@@ -83,6 +84,9 @@ class RestoreReport:
 
   checkpoint: str
   modules: str
+  # Which checkpoint, beyond its path: a pre-training rerun rewrites the same
+  # path with other weights (`checkpoint_fingerprint`).
+  fingerprint: str
   restored: List[str]
   left_at_init: List[str]
   unused_in_checkpoint: List[str]
@@ -108,6 +112,14 @@ class RestoreReport:
         dict(dataclasses.asdict(self), counts=self.counts()), f, indent=1
       )
     return path
+
+
+def checkpoint_fingerprint(prefix: str) -> str:
+  """The first 16 hex digits of the SHA-256 of a checkpoint's index file,
+  which holds every tensor's shape, offset and CRC32: two checkpoints share it
+  only if they hold the same weights."""
+  with tf.io.gfile.GFile(prefix + '.index', 'rb') as f:
+    return hashlib.sha256(f.read()).hexdigest()[:16]
 
 
 def resolve_checkpoint(path: str, hint: str = '') -> str:
@@ -181,6 +193,7 @@ def match(
   report = RestoreReport(
     checkpoint=prefix,
     modules=modules,
+    fingerprint=checkpoint_fingerprint(prefix),
     restored=sorted(_strip(k) for k in sources),
     left_at_init=sorted(left),
     unused_in_checkpoint=sorted(unused),

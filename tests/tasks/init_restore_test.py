@@ -74,6 +74,10 @@ def test_backbone_restored_head_left_at_its_init(tmp_path):
   with open(tmp_path / 'run' / init_restore.REPORT_FILE) as f:
     report = json.load(f)
   assert report['checkpoint'] == prefix
+  # Which weights, beyond the path: another model's checkpoint differs.
+  assert report['fingerprint'] == init_restore.checkpoint_fingerprint(prefix)
+  other = _trainer_style_checkpoint(target, str(tmp_path / 'other' / 'ckpt'))
+  assert init_restore.checkpoint_fingerprint(other) != report['fingerprint']
   assert report['counts']['restored'] == len(target.backbone.variables)
   assert report['counts']['left_at_init'] == 0
   # The source's head and decoder were in the checkpoint, not asked for.

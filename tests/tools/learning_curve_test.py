@@ -101,6 +101,19 @@ def test_best_point_is_chosen_on_the_selection_split():
   assert best['c']['steps'] == 2 and best['c']['test'] == {'AP': 0.2}
 
 
+def test_a_point_records_which_checkpoint_it_started_from(tmp_path):
+  from official_selftrain.tasks import init_restore
+  from official_selftrain.tools import learning_curve
+
+  assert learning_curve.init_checkpoint(str(tmp_path)) is None  # rand_init
+  with open(tmp_path / init_restore.REPORT_FILE, 'w') as f:
+    json.dump({'checkpoint': 'pre/ckpt-6', 'fingerprint': 'ab12', 'x': 1}, f)
+  assert learning_curve.init_checkpoint(str(tmp_path)) == {
+    'checkpoint': 'pre/ckpt-6',
+    'fingerprint': 'ab12',
+  }
+
+
 def test_steps_to_reach_the_random_inits_best_on_the_selection_split():
   def record(init, steps, val, test, policy='S4'):
     point = studies.Point(steps, 0.1, policy, init)
