@@ -155,6 +155,38 @@ def steps_to_reach(
   return result
 
 
+def format_inits_table(records: List[Dict[str, Any]]) -> str:
+  """Figure 1 as a Markdown table: per label fraction and policy, each
+  init's test AP (val AP) at its best schedule on val, and that schedule."""
+  best = best_points(records)
+  by_curve = {r['curve']: r for r in records}
+  known = list(INIT_ORDER)
+  inits = sorted(
+    {r.get('init') or 'rand_init' for r in records},
+    key=lambda i: (known.index(i) if i in known else len(known), i),
+  )
+  cells: Dict[tuple, Dict[str, str]] = {}
+  for curve, point in best.items():
+    r = by_curve[curve]
+    group = (r['label_fraction'] or 1.0, r['policy'] or 'default')
+    test = (point['test'] or {}).get('AP', float('nan'))
+    cells.setdefault(group, {})[r.get('init') or 'rand_init'] = (
+      f'{100 * test:.1f} ({100 * point["val"].get("AP", float("nan")):.1f}),'
+      f' {point["steps"]:,}'
+    )
+  lines = [
+    '| labels | policy | ' + ' | '.join(inits) + ' |',
+    '|---|---|' + '---|' * len(inits),
+  ]
+  for (fraction, policy), row in sorted(cells.items()):
+    lines.append(
+      f'| {fraction:.0%} | {policy} | '
+      + ' | '.join(row.get(i, '-') for i in inits)
+      + ' |'
+    )
+  return '\n'.join(lines)
+
+
 def format_steps_to_reach(table: Dict[str, Dict[str, Any]]) -> str:
   """One line per fraction, policy and init: the steps to reach the
   reference's best val AP, or 'not within' the longest schedule measured."""

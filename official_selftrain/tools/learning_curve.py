@@ -161,6 +161,7 @@ def main(argv):
     studies.plot_inits(records, os.path.join(FLAGS.model_dir, 'inits.png'))
   print(studies.format_table(records))
   if any(r.get('init') for r in records):
+    print(studies.format_inits_table(records))
     print(studies.format_steps_to_reach(studies.steps_to_reach(records)))
 
 

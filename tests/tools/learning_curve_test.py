@@ -146,6 +146,16 @@ def test_steps_to_reach_the_random_inits_best_on_the_selection_split():
   # Never reached within the schedules measured: None, with its best.
   assert row['imagenet_plus_plus']['steps'] is None
   assert row['imagenet_plus_plus']['val_AP'] == 0.39
+  # Figure 1's table: each init at its best schedule on val, test AP shown.
+  lines = studies.format_inits_table(records).splitlines()
+  assert (
+    lines[0]
+    == '| labels | policy | rand_init | imagenet | imagenet_plus_plus |'
+  )
+  assert (
+    '| 10% | S4 | 10.0 (40.0), 8 | 0.0 (45.0), 8 | 99.0 (39.0), 8 |' in lines
+  )
+  assert '| 10% | S1 | - | 90.0 (90.0), 2 | - |' in lines
   text = studies.format_steps_to_reach(table)
   assert 'imagenet reaches rand_init' in text and '4 steps' in text
   assert 'imagenet_plus_plus' in text and 'not within 8 steps' in text
