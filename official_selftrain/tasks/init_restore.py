@@ -116,8 +116,8 @@ class RestoreReport:
 
 def checkpoint_fingerprint(prefix: str) -> str:
   """The first 16 hex digits of the SHA-256 of a checkpoint's index file,
-  which holds every tensor's shape, offset and CRC32: two checkpoints share it
-  only if they hold the same weights."""
+  which holds every tensor's shape, offset and CRC32: checkpoints of other
+  weights differ in it (barring CRC32 collisions)."""
   with tf.io.gfile.GFile(prefix + '.index', 'rb') as f:
     return hashlib.sha256(f.read()).hexdigest()[:16]
 
