@@ -243,7 +243,8 @@ INIT_ORDER = ('rand_init', 'imagenet', 'imagenet_plus_plus', 'simclr')
 
 def plot_inits(records: List[Dict[str, Any]], path: str) -> None:
   """The paper's Figure 1 in miniature: per policy, the best AP (test split,
-  point chosen on val) of each init at each label fraction."""
+  point chosen on val) of each init at each label fraction, each bar labelled
+  with its AP and its schedule (steps, in thousands)."""
   plt = _pyplot()
   best = best_points(records)
   by_curve = {r['curve']: r for r in records}
@@ -266,9 +267,9 @@ def plot_inits(records: List[Dict[str, Any]], path: str) -> None:
     )
     width = 0.8 / len(inits)
     for k, init in enumerate(inits):
-      heights = []
+      heights, labels = [], []
       for fraction in fractions:
-        ap = float('nan')
+        ap, label = float('nan'), ''
         for curve, point in best.items():
           r = by_curve[curve]
           if (r['policy'] or 'default', r['label_fraction'] or 1.0) == (
@@ -276,12 +277,16 @@ def plot_inits(records: List[Dict[str, Any]], path: str) -> None:
             fraction,
           ) and (r.get('init') or 'rand_init') == init:
             ap = 100 * (point['test'] or point['val']).get('AP', float('nan'))
+            # The schedule the cell stands at: cells compare fairly only
+            # where each is at its best, so the bar says which it is.
+            label = f'{ap:.1f}\n{point["steps"] / 1000:g}k'
         heights.append(ap)
+        labels.append(label)
       xs = [
         i + (k - (len(inits) - 1) / 2) * width for i in range(len(fractions))
       ]
       bars = ax.bar(xs, heights, width, label=init)
-      ax.bar_label(bars, fmt='%.1f', fontsize=7, padding=1)
+      ax.bar_label(bars, labels=labels, fontsize=7, padding=1)
     ax.set_xticks(range(len(fractions)), [f'{f:.0%}' for f in fractions])
     ax.set_xlabel('labelled fraction')
     ax.set_ylabel('AP (test; steps chosen on val)')
