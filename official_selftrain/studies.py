@@ -112,6 +112,20 @@ def best_points(records: List[Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
   }
 
 
+def init_checkpoint(point_dir: str) -> Optional[Dict[str, Any]]:
+  """Path and fingerprint of the checkpoint a point started from (None: a
+  random init). A pre-training rerun makes another `imagenet` at the same
+  path; the fingerprint tells the record which weights it started from."""
+  from official_selftrain.tasks import init_restore  # pylint: disable=g-import-not-at-top
+
+  report = os.path.join(point_dir, init_restore.REPORT_FILE)
+  if not os.path.exists(report):
+    return None
+  with open(report) as f:
+    restored = json.load(f)
+  return {k: restored.get(k) for k in ('checkpoint', 'fingerprint')}
+
+
 def steps_to_reach(
   records: List[Dict[str, Any]], reference: str = 'rand_init'
 ) -> Dict[str, Dict[str, Any]]:
@@ -241,6 +255,21 @@ def plot_curves(records: List[Dict[str, Any]], path: str) -> None:
 INIT_ORDER = ('rand_init', 'imagenet', 'imagenet_plus_plus', 'simclr')
 
 
+def _inits_cell(best, by_curve, policy, fraction, init):
+  """(test AP, bar label) of one init's best point at a policy and fraction;
+  (nan, '') where it was not measured. The label names the schedule too:
+  cells compare fairly only where each stands at its best."""
+  for curve, point in best.items():
+    r = by_curve[curve]
+    if (r['policy'] or 'default', r['label_fraction'] or 1.0) == (
+      policy,
+      fraction,
+    ) and (r.get('init') or 'rand_init') == init:
+      ap = 100 * (point['test'] or point['val']).get('AP', float('nan'))
+      return ap, f'{ap:.1f}\n{point["steps"] / 1000:g}k'
+  return float('nan'), ''
+
+
 def plot_inits(records: List[Dict[str, Any]], path: str) -> None:
   """The paper's Figure 1 in miniature: per policy, the best AP (test split,
   point chosen on val) of each init at each label fraction, each bar labelled
@@ -267,21 +296,11 @@ def plot_inits(records: List[Dict[str, Any]], path: str) -> None:
     )
     width = 0.8 / len(inits)
     for k, init in enumerate(inits):
-      heights, labels = [], []
-      for fraction in fractions:
-        ap, label = float('nan'), ''
-        for curve, point in best.items():
-          r = by_curve[curve]
-          if (r['policy'] or 'default', r['label_fraction'] or 1.0) == (
-            policy,
-            fraction,
-          ) and (r.get('init') or 'rand_init') == init:
-            ap = 100 * (point['test'] or point['val']).get('AP', float('nan'))
-            # The schedule the cell stands at: cells compare fairly only
-            # where each is at its best, so the bar says which it is.
-            label = f'{ap:.1f}\n{point["steps"] / 1000:g}k'
-        heights.append(ap)
-        labels.append(label)
+      cells = [
+        _inits_cell(best, by_curve, policy, fraction, init)
+        for fraction in fractions
+      ]
+      heights, labels = zip(*cells)
       xs = [
         i + (k - (len(inits) - 1) / 2) * width for i in range(len(fractions))
       ]

@@ -29,7 +29,6 @@ import os
 from typing import Any
 from typing import Dict
 from typing import List
-from typing import Optional
 
 from absl import flags
 
@@ -37,7 +36,6 @@ from official_selftrain import cli
 from official_selftrain import pipeline as pipeline_lib
 from official_selftrain import registry_imports  # noqa: F401
 from official_selftrain import studies
-from official_selftrain.tasks import init_restore
 
 flags.DEFINE_string('model_dir', None, 'Root of every point, and curves.json.')
 flags.DEFINE_list('steps', ['500', '1000', '2000', '4000'], 'Schedule lengths.')
@@ -88,22 +86,10 @@ def run_point(
     'test': metrics.get('test'),
     'stage_time': metrics.get('stage_time'),
   }
-  init = init_checkpoint(point_dir)
+  init = studies.init_checkpoint(point_dir)
   if init:
     record['init_checkpoint'] = init
   return record
-
-
-def init_checkpoint(point_dir: str) -> Optional[Dict[str, Any]]:
-  """Path and fingerprint of the checkpoint a point started from (None: a
-  random init). A pre-training rerun makes another `imagenet` at the same
-  path; the fingerprint tells the record which weights it started from."""
-  report = os.path.join(point_dir, init_restore.REPORT_FILE)
-  if not os.path.exists(report):
-    return None
-  with open(report) as f:
-    restored = json.load(f)
-  return {k: restored.get(k) for k in ('checkpoint', 'fingerprint')}
 
 
 def _earlier_points(path: str) -> List[Dict[str, Any]]:

@@ -103,12 +103,11 @@ def test_best_point_is_chosen_on_the_selection_split():
 
 def test_a_point_records_which_checkpoint_it_started_from(tmp_path):
   from official_selftrain.tasks import init_restore
-  from official_selftrain.tools import learning_curve
 
-  assert learning_curve.init_checkpoint(str(tmp_path)) is None  # rand_init
+  assert studies.init_checkpoint(str(tmp_path)) is None  # rand_init
   with open(tmp_path / init_restore.REPORT_FILE, 'w') as f:
     json.dump({'checkpoint': 'pre/ckpt-6', 'fingerprint': 'ab12', 'x': 1}, f)
-  assert learning_curve.init_checkpoint(str(tmp_path)) == {
+  assert studies.init_checkpoint(str(tmp_path)) == {
     'checkpoint': 'pre/ckpt-6',
     'fingerprint': 'ab12',
   }
