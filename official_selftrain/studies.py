@@ -172,30 +172,23 @@ def steps_to_reach(
 def format_inits_table(records: List[Dict[str, Any]]) -> str:
   """Figure 1 as a Markdown table: per label fraction and policy, each
   init's test AP (val AP) at its best schedule on val, and that schedule."""
-  best = best_points(records)
-  by_curve = {r['curve']: r for r in records}
-  known = list(INIT_ORDER)
-  inits = sorted(
-    {r.get('init') or 'rand_init' for r in records},
-    key=lambda i: (known.index(i) if i in known else len(known), i),
-  )
-  cells: Dict[tuple, Dict[str, str]] = {}
-  for curve, point in best.items():
-    r = by_curve[curve]
-    group = (r['label_fraction'] or 1.0, r['policy'] or 'default')
+  inits, cells = _inits_cells(records)
+
+  def cell(point):
+    if point is None:
+      return '-'
     test = (point['test'] or {}).get('AP', float('nan'))
-    cells.setdefault(group, {})[r.get('init') or 'rand_init'] = (
-      f'{100 * test:.1f} ({100 * point["val"].get("AP", float("nan")):.1f}),'
-      f' {point["steps"]:,}'
-    )
+    val = point['val'].get('AP', float('nan'))
+    return f'{100 * test:.1f} ({100 * val:.1f}), {point["steps"]:,}'
+
   lines = [
     '| labels | policy | ' + ' | '.join(inits) + ' |',
     '|---|---|' + '---|' * len(inits),
   ]
-  for (fraction, policy), row in sorted(cells.items()):
+  for fraction, policy in sorted({(f, p) for f, p, _ in cells}):
     lines.append(
       f'| {fraction:.0%} | {policy} | '
-      + ' | '.join(row.get(i, '-') for i in inits)
+      + ' | '.join(cell(cells.get((fraction, policy, i))) for i in inits)
       + ' |'
     )
   return '\n'.join(lines)
@@ -255,19 +248,31 @@ def plot_curves(records: List[Dict[str, Any]], path: str) -> None:
 INIT_ORDER = ('rand_init', 'imagenet', 'imagenet_plus_plus', 'simclr')
 
 
-def _inits_cell(best, by_curve, policy, fraction, init):
-  """(test AP, bar label) of one init's best point at a policy and fraction;
-  (nan, '') where it was not measured. The label names the schedule too:
-  cells compare fairly only where each stands at its best."""
-  for curve, point in best.items():
+def _inits_cells(records: List[Dict[str, Any]]):
+  """Figure 1's cells: the inits in the paper's order, and each (label
+  fraction, policy, init)'s best point on val (`best_points`)."""
+  by_curve = {r['curve']: r for r in records}
+  cells = {}
+  for curve, point in best_points(records).items():
     r = by_curve[curve]
-    if (r['policy'] or 'default', r['label_fraction'] or 1.0) == (
-      policy,
-      fraction,
-    ) and (r.get('init') or 'rand_init') == init:
-      ap = 100 * (point['test'] or point['val']).get('AP', float('nan'))
-      return ap, f'{ap:.1f}\n{point["steps"] / 1000:g}k'
-  return float('nan'), ''
+    key = (r['label_fraction'] or 1.0, r['policy'] or 'default')
+    cells[key + (r.get('init') or 'rand_init',)] = point
+  known = list(INIT_ORDER)
+  inits = sorted(
+    {init for _, _, init in cells},
+    key=lambda i: (known.index(i) if i in known else len(known), i),
+  )
+  return inits, cells
+
+
+def _inits_bar(point):
+  """(test AP, bar label) of a cell's point; (nan, '') where not measured.
+  The label names the schedule too: cells compare fairly only where each
+  stands at its best."""
+  if point is None:
+    return float('nan'), ''
+  ap = 100 * (point['test'] or point['val']).get('AP', float('nan'))
+  return ap, f'{ap:.1f}\n{point["steps"] / 1000:g}k'
 
 
 def plot_inits(records: List[Dict[str, Any]], path: str) -> None:
@@ -275,32 +280,18 @@ def plot_inits(records: List[Dict[str, Any]], path: str) -> None:
   point chosen on val) of each init at each label fraction, each bar labelled
   with its AP and its schedule (steps, in thousands)."""
   plt = _pyplot()
-  best = best_points(records)
-  by_curve = {r['curve']: r for r in records}
-  policies = sorted({r['policy'] or 'default' for r in records})
-  known = list(INIT_ORDER)
-  inits = sorted(
-    {r.get('init') or 'rand_init' for r in records},
-    key=lambda i: (known.index(i) if i in known else len(known), i),
-  )
+  inits, cells = _inits_cells(records)
+  policies = sorted({p for _, p, _ in cells})
   fig, axes = plt.subplots(
     1, len(policies), figsize=(4.5 * len(policies), 3.6), squeeze=False
   )
   for ax, policy in zip(axes[0], policies):
-    fractions = sorted(
-      {
-        by_curve[c]['label_fraction'] or 1.0
-        for c in best
-        if (by_curve[c]['policy'] or 'default') == policy
-      }
-    )
+    fractions = sorted({f for f, p, _ in cells if p == policy})
     width = 0.8 / len(inits)
     for k, init in enumerate(inits):
-      cells = [
-        _inits_cell(best, by_curve, policy, fraction, init)
-        for fraction in fractions
-      ]
-      heights, labels = zip(*cells)
+      heights, labels = zip(
+        *(_inits_bar(cells.get((f, policy, init))) for f in fractions)
+      )
       xs = [
         i + (k - (len(inits) - 1) / 2) * width for i in range(len(fractions))
       ]
