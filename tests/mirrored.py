@@ -33,7 +33,7 @@ def train(
   steps=3,
   log_keys=('total_loss',),
 ):
-  """`steps` train steps; returns (final weights, {key: [per-step values]}).
+  """`steps` train steps; returns (weights after step 1, {key: [values]}).
 
   Args:
     strategy: a tf.distribute strategy.
@@ -45,7 +45,13 @@ def train(
     log_keys: logs to record each step (mean over replicas).
 
   Returns:
-    (weights, logs).
+    (the weights after the first step, logs). Only the first update is
+    compared: from equal weights it differs by float noise alone, while each
+    later step feeds that noise back through this barely trained network,
+    which amplifies it (measured: a 1e-4 relative change of the initial
+    weights moves the 3-step update of the tiny detector by 19%; a CI machine
+    saw 12% between its one-device and mirrored runs). The logs of all
+    `steps` are compared to a looser tolerance.
   """
   with strategy.scope():
     model = task.build_model()
@@ -66,13 +72,15 @@ def train(
       for k in log_keys
     }
 
-  history = {k: [] for k in log_keys}
+  history, first_update = {k: [] for k in log_keys}, None
   for _ in range(steps):
     for metric in metrics:
       metric.reset_state()
     for k, v in step().items():
       history[k].append(float(v))
-  return [w.numpy() for w in model.weights], history
+    if first_update is None:
+      first_update = [w.numpy() for w in model.weights]
+  return first_update, history
 
 
 def human_pseudo_replicas(features, labels, human: int, pseudo: int):
@@ -126,11 +134,11 @@ def update_gap(weights, other, initial):
 
 # The same training under two strategies: each step's logged losses agree to
 # SAME_LOSS relative (float noise grows over the steps: seen up to 3.7e-4 on a
-# CI machine; a loss normalised per replica is off by percents) and the
-# updates to SAME_UPDATE in update_gap (seen: 4e-6 here; Model Garden's
-# per-replica normalisation: 0.15 to 0.86).
+# CI machine; a loss normalised per replica is off by percents) and the first
+# updates to SAME_UPDATE in update_gap (seen: 2e-6 here; Model Garden's
+# per-replica normalisation: 0.04 to 0.06 in the detector's first update).
 SAME_LOSS = 5e-4
-SAME_UPDATE = 0.02
+SAME_UPDATE = 0.005
 
 
 # oneDNN picks its kernels by shape on some CPUs, so a replica's half batch and

@@ -144,13 +144,35 @@ def _label_maps(records):
   }
 
 
+def _straddling_threshold(teacher_dir, pool, tmp_path, options):
+  """(threshold, the checkpoint's label maps at it): the first threshold that
+  some but not all pixels fall below, so that comparing the served maps tests
+  where it is applied. The tiny teacher's confidence varies from run to run
+  (seen: 0.3% to 28% of its pixels below 0.8)."""
+  ignored = {}
+  for threshold in (0.8, 0.95, 0.99, 0.999, 0.5):
+    maps = _label_maps(
+      _label(
+        teacher_dir,
+        pool,
+        str(tmp_path / f'ckpt_{threshold}'),
+        read_threshold=threshold,
+        **options,
+      )
+    )
+    ignored[threshold] = np.mean([(m == 255).mean() for m in maps.values()])
+    if 0 < ignored[threshold] < 1:
+      return threshold, maps
+  raise AssertionError(f'no threshold splits the pixels: {ignored}')
+
+
 def test_saved_model_segmenter_labels_as_its_checkpoint(
   seg_teacher_dir, seg_pool, tmp_path
 ):
   saved = _saved_model(seg_teacher_dir, str(tmp_path / 'segmenter'))
-  options = dict(scales=[1.0], flip=True, read_threshold=0.8, batch_size=4)
-  checkpoint = _label_maps(
-    _label(seg_teacher_dir, seg_pool, str(tmp_path / 'ckpt'), **options)
+  options = dict(scales=[1.0], flip=True, batch_size=4)
+  options['read_threshold'], checkpoint = _straddling_threshold(
+    seg_teacher_dir, seg_pool, tmp_path, options
   )
   served = _label_maps(
     _label(saved, seg_pool, str(tmp_path / 'srv'), **options)
@@ -159,8 +181,6 @@ def test_saved_model_segmenter_labels_as_its_checkpoint(
   for source_id, labels in checkpoint.items():
     assert served[source_id].shape == labels.shape
     assert (served[source_id] == labels).mean() > 0.999, source_id
-  ignored = np.mean([(m == 255).mean() for m in checkpoint.values()])
-  assert 0 < ignored < 1  # the threshold was applied on both sides
   with pytest.raises(ValueError, match='--scales=1'):
     export.export_pseudo_labels(
       teacher_dir=saved, pool=seg_pool, output_dir=str(tmp_path / 'ms')

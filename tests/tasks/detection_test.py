@@ -38,6 +38,11 @@ def compare(data_dir):
   tf.random.set_seed(0)  # the same batch and initial weights every run
   task = task_factory.get_task(config.task)
   batch = next(iter(task.build_inputs(config.task.train_data)))
+  # The images with the most positive anchors first: the replicas' shares of
+  # the positives then differ, as a per-replica normalisation must not see.
+  positives = tf.reduce_sum(batch[1]['box_weights'], axis=1)
+  order = tf.argsort(positives, direction='DESCENDING')
+  batch = tf.nest.map_structure(lambda t: tf.gather(t, order), batch)
   model = task.build_model()
   model(batch[0], training=False)
   initial = model.get_weights()
@@ -57,8 +62,8 @@ def compare(data_dir):
         task, **kw
       )
     keys = (task.loss,)
-    w1, l1 = mirrored.train(one, task, config, make_inputs, initial, 3, keys)
-    w2, l2 = mirrored.train(two, task, config, make_inputs, initial, 3, keys)
+    w1, l1 = mirrored.train(one, task, config, make_inputs, initial, 1, keys)
+    w2, l2 = mirrored.train(two, task, config, make_inputs, initial, 1, keys)
     l1, l2 = l1[task.loss], l2[task.loss]
     diff = [float(np.abs(a - b).max()) for a, b in zip(w1, w2)]
     worst = int(np.argmax(diff))
@@ -82,9 +87,9 @@ def test_mirrored_two_cpus_matches_one_device(data_dir):
   result = mirrored.run_script(__file__, data_dir)
   ours, garden = result['ours'], result['model_garden']
   assert ours['max_weight_change'] > 1e-3, result  # training moved the weights
-  # Steps 2 and 3 run on the updated weights, so equal losses mean equal
-  # updates; weights agree up to float noise (SyncBatchNorm computes the
-  # variance as E[x^2] - E[x]^2 across replicas, a different rounding).
+  # One step from equal weights: the loss and the update agree up to float
+  # noise (SyncBatchNorm computes the variance as E[x^2] - E[x]^2 across
+  # replicas, a different rounding).
   for a, b in zip(ours['losses_one_device'], ours['losses_mirrored']):
     assert abs(a - b) <= mirrored.SAME_LOSS * abs(a), result
   assert ours['update_gap'] < mirrored.SAME_UPDATE, result
