@@ -130,6 +130,7 @@ def _label_batches(
       out = {key: v.numpy() for key, v in out.items()}
       keys = _HOST_KEYS + tuple(teacher.host_keys)
       host = {key: batch[key].numpy() for key in keys}
+      check_finite(out, host['source_id'])
       pending.append(write_thread.submit(shard_writer.write_batch, out, host))
       while pending and (len(pending) > _MAX_PENDING or pending[0].done()):
         pending.popleft().result()
@@ -139,6 +140,25 @@ def _label_batches(
       pending.popleft().result()
       report(len(shard_writer.seen), expected.result(), force=not pending)
     return expected.result()
+
+
+def check_finite(out: Dict[str, np.ndarray], source_ids) -> None:
+  """Refuses a batch whose teacher outputs hold NaN or inf (a diverged
+  checkpoint): thresholds compare False with NaN, so its labels would be
+  written silently wrong. Raised before the batch is written; this shard's
+  file stays a temporary one and the finished shards stay as they are."""
+  bad = sorted(
+    key
+    for key, value in out.items()
+    if value.dtype.kind == 'f' and not np.isfinite(value).all()
+  )
+  if bad:
+    ids = [s.decode(errors='replace') for s in source_ids[:5]]
+    raise ValueError(
+      f"The teacher's {', '.join(bad)} are not finite (NaN or inf) on the "
+      f'batch of images {ids}: has its checkpoint diverged? Nothing of this '
+      'batch was written; finished shards are kept.'
+    )
 
 
 def _decode_reason(encoded: bytes) -> str:

@@ -171,6 +171,50 @@ def test_corrupt_image_is_skipped_and_listed(teacher_dir, tmp_path):
   ]
 
 
+class _DivergesAfter:
+  """A teacher whose scores turn NaN after `good` batches."""
+
+  def __init__(self, teacher, good):
+    self._teacher, self._good = teacher, good
+
+  def __getattr__(self, name):
+    return getattr(self._teacher, name)
+
+  def predict(self, images, image_info):
+    out = self._teacher.predict(images, image_info)
+    self._good -= 1
+    if self._good < 0:
+      out = dict(out, scores=out['scores'] * float('nan'))
+    return out
+
+
+def test_nan_teacher_outputs_stop_and_keep_finished_shards(
+  teacher_dir, pool, tmp_path, monkeypatch
+):
+  first_shard = sum(1 for _ in pool.dataset(2, 0))
+  restore = export.restore_teacher
+  monkeypatch.setattr(
+    export,
+    'restore_teacher',
+    lambda *args, **kw: _DivergesAfter(
+      restore(*args, **kw), good=-(-first_shard // 5)
+    ),
+  )
+  out = str(tmp_path / 'out')
+  with pytest.raises(ValueError, match=r'scores are not finite') as error:
+    export.export_pseudo_labels(
+      teacher_dir=teacher_dir,
+      pool=pool,
+      output_dir=out,
+      num_shards=2,
+      batch_size=5,
+      export_floor=0.0,
+    )
+  assert re.search(r"images \['[^']+'", str(error.value)), error.value
+  assert len(_files(out)) == 1  # shard 0 was finished before the NaN
+  assert len(_ids(out)) == first_shard
+
+
 def test_image_folder_pool(teacher_dir, tmp_path):
   split = embedded.shapes_det_split(
     str(tmp_path), 'val', 5, spec=TINY_SPEC, write_jpegs=True
