@@ -87,9 +87,27 @@ def _detections(record):
   )
 
 
+MAX_DETECTIONS = 100  # the exporter's default cap
+SCORE_TIE = 1e-5
+
+
+def _untied(detections):
+  """`detections` less those whose order the float noise of two equal
+  computations may decide: ties with the last box kept when the cap is full
+  (a saturated teacher scores many boxes 1.0) and ties with the floor."""
+  cut = min(d[1] for d in detections) if detections else 0.0
+  full = len(detections) >= MAX_DETECTIONS
+  return [
+    d
+    for d in detections
+    if abs(d[1] - EXPORT_FLOOR) >= SCORE_TIE
+    and not (full and d[1] - cut < SCORE_TIE)
+  ]
+
+
 def _assert_same_boxes(ours, theirs):
   assert ours.keys() == theirs.keys()
-  total = unmatched = 0
+  total = compared = unmatched = 0
   for source_id, record in ours.items():
     other = theirs[source_id]
     for key in ('image/height', 'image/width', 'image/encoded'):
@@ -97,10 +115,13 @@ def _assert_same_boxes(ours, theirs):
     mine, yours = _detections(record), _detections(other)
     assert abs(len(mine) - len(yours)) <= 1, source_id
     total += len(mine)
+    mine = _untied(mine)
+    compared += len(mine)
     unmatched += unmatched_detections(mine, yours, box_tolerance=1e-4)
-  assert total > len(ours)  # the comparison saw boxes
-  # Only ties at the floor or at the detection cap may differ.
-  assert unmatched <= 0.02 * total, (unmatched, total)
+  # The comparison saw boxes, most of them outside ties.
+  assert compared > len(ours) and compared >= total // 2, (compared, total)
+  # Beyond ties, only a suppression decided by float noise may differ.
+  assert unmatched <= 0.01 * compared, (unmatched, compared)
 
 
 @pytest.mark.parametrize('pool_name', ['pool', 'mixed_size_pool'])

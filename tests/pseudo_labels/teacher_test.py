@@ -161,6 +161,19 @@ def _same_detections(a, b, box_tol=1e-5):
 
 
 FLIP_FLOOR = 1e-3
+FLIP_CAP = 20
+
+
+def _tied_at_the_cap(outputs, i):
+  """Whether a view of image i keeps FLIP_CAP boxes and ties at its last one:
+  which of the tied boxes are kept then follows the anchors' order, which the
+  mirror image reverses (a saturated teacher scores many boxes 1.0)."""
+  for view in range(outputs['scores'].shape[1]):
+    n = outputs['num_detections'][i, view]
+    scores = outputs['scores'][i, view, :n]
+    if n == FLIP_CAP and np.sum(scores - scores.min() < 1e-6) > 1:
+      return True
+  return False
 
 
 def test_a_flipping_teacher_labels_the_mirror_image_mirrored(teacher_dir):
@@ -169,7 +182,7 @@ def test_a_flipping_teacher_labels_the_mirror_image_mirrored(teacher_dir):
   # The tiny teacher is barely trained: at a higher floor some draws of it
   # score nothing on these 8 images, and there would be nothing to compare.
   teacher = teacher_lib.Teacher(
-    teacher_dir, score_floor=FLIP_FLOOR, max_detections=20, flip=True
+    teacher_dir, score_floor=FLIP_FLOOR, max_detections=FLIP_CAP, flip=True
   )
   assert teacher.padded_size == teacher.input_size  # canvas = image
   assert teacher.describe()['flip'] is True
@@ -180,13 +193,13 @@ def test_a_flipping_teacher_labels_the_mirror_image_mirrored(teacher_dir):
   mirrored = {k: v.numpy() for k, v in mirrored.items()}
   assert out['num_detections'].shape == (8, 2)
   single = teacher_lib.Teacher(
-    teacher_dir, score_floor=FLIP_FLOOR, max_detections=20
+    teacher_dir, score_floor=FLIP_FLOOR, max_detections=FLIP_CAP
   )
   plain = single.predict(images, info)
   np.testing.assert_array_equal(
     out['num_detections'][:, 0], plain['num_detections'].numpy()
   )
-  differs = 0
+  differs = compared = 0
   for i in range(8):
     n = out['num_detections'][i, 1]
     assert n == mirrored['num_detections'][i, 0]
@@ -200,7 +213,10 @@ def test_a_flipping_teacher_labels_the_mirror_image_mirrored(teacher_dir):
     )
     fused = teacher.detections(out, i)
     other = teacher.detections(mirrored, i)
-    assert _same_detections(fused, (box_fusion.mirror(other[0]),) + other[1:])
+    if not (_tied_at_the_cap(out, i) or _tied_at_the_cap(mirrored, i)):
+      mirror = (box_fusion.mirror(other[0]),) + other[1:]
+      assert _same_detections(fused, mirror), i
+      compared += 1
     k = plain['num_detections'][i]
     differs += not _same_detections(
       fused,
@@ -208,7 +224,8 @@ def test_a_flipping_teacher_labels_the_mirror_image_mirrored(teacher_dir):
         plain[key][i, :k].numpy() for key in ('boxes', 'classes', 'scores')
       ),
     )
-    assert (fused[2] >= FLIP_FLOOR).all() and len(fused[2]) <= 20
+    assert (fused[2] >= FLIP_FLOOR).all() and len(fused[2]) <= FLIP_CAP
+  assert compared >= 4, compared  # most images' kept boxes are not ties
   assert differs > 0  # fusing two views is not labelling one
 
 
