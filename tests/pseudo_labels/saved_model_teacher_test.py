@@ -121,7 +121,7 @@ def _assert_same_boxes(ours, theirs):
   # The comparison saw boxes, most of them outside ties.
   assert compared > len(ours) and compared >= total // 2, (compared, total)
   # Beyond ties, only a suppression decided by float noise may differ.
-  assert unmatched <= 0.01 * compared, (unmatched, compared)
+  assert unmatched <= 0.02 * compared, (unmatched, compared)
 
 
 @pytest.mark.parametrize('pool_name', ['pool', 'mixed_size_pool'])
