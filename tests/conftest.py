@@ -67,8 +67,21 @@ def _trained(gin_file, data_dir, tmp_path_factory, name, bindings=()):
 
 @pytest.fixture(scope='session')
 def teacher_dir(data_dir, tmp_path_factory):
-  """A tiny teacher, trained once for these tests."""
-  return _trained(TINY_GIN, data_dir, tmp_path_factory, 'teacher')
+  """A tiny teacher, trained once for these tests.
+
+  Seeded (with tiny.gin's deterministic ops, the same weights every run):
+  unseeded, some of its 6-step draws saturated in inference (batch-norm
+  statistics lagging the weights; many boxes scored 1.0, and the tests that
+  compare two ways of labelling then met ties decided by float noise). The
+  seed-1 draw scores up to 0.998 with a median of 0.07 on 16 val images.
+  """
+  return _trained(
+    TINY_GIN,
+    data_dir,
+    tmp_path_factory,
+    'teacher',
+    ['detection_experiment.seed = 1'],
+  )
 
 
 @pytest.fixture(scope='session')
