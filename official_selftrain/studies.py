@@ -98,16 +98,58 @@ def merge_points(earlier, new):
   )
 
 
+def _mean_metrics(splits: List[Optional[Dict[str, Any]]]):
+  """Per metric, its mean over the seeds that have it (None: no split)."""
+  splits = [s for s in splits if s]
+  if not splits:
+    return None
+  keys = sorted({k for s in splits for k in s})
+  return {k: statistics.mean(s[k] for s in splits if k in s) for k in keys}
+
+
+def seed_means(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+  """One record per (curve, steps): its seeds' mean val and test metrics,
+  with `seeds` (the seeds averaged) and `test_AP_spread` (`spread` of the
+  seeds' test AP). A schedule is then chosen on the seeds' mean val AP,
+  never on one lucky seed; one seed's record comes back as it was."""
+  groups: Dict[Any, List[Dict[str, Any]]] = {}
+  for r in records:
+    groups.setdefault((r['curve'], r['steps']), []).append(r)
+  means = []
+  for key in sorted(groups):
+    group = groups[key]
+    if len(group) == 1:
+      means.append(group[0])
+      continue
+    mean = dict(group[0])
+    mean.pop('dir', None)
+    mean['seed'] = None
+    mean['seeds'] = sorted(r.get('seed') for r in group)
+    mean['val'] = _mean_metrics([r['val'] for r in group])
+    mean['test'] = _mean_metrics([r.get('test') for r in group])
+    mean['test_AP_spread'] = spread(
+      [(r.get('test') or {}).get('AP') for r in group]
+    )
+    means.append(mean)
+  return means
+
+
 def best_points(records: List[Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
-  """Per curve, the point with the best val AP (the selection split)."""
+  """Per curve, the point with the best val AP (the selection split); over
+  seeds, the schedule with the best mean val AP (`seed_means`)."""
   best = {}
-  for record in records:
+  for record in seed_means(records):
     ap = record['val'].get('AP', float('-inf'))
     current = best.get(record['curve'])
     if current is None or ap > current['val'].get('AP', float('-inf')):
       best[record['curve']] = record
   return {
-    curve: {'steps': r['steps'], 'val': r['val'], 'test': r['test']}
+    curve: {
+      'steps': r['steps'],
+      'val': r['val'],
+      'test': r['test'],
+      **{k: r[k] for k in ('seeds', 'test_AP_spread') if k in r},
+    }
     for curve, r in best.items()
   }
 
@@ -136,10 +178,11 @@ def steps_to_reach(
   init the shortest measured schedule whose val AP reaches it (`steps` None
   when none does), with that schedule's val AP, or its best when none
   reaches. The paper's "how many fewer steps a pre-trained init needs"; on
-  the selection split, so the test split stays for the APs reported.
+  the selection split, so the test split stays for the APs reported. Over
+  seeds, on their mean (`seed_means`).
   """
   groups: Dict[str, Dict[str, List[Dict[str, Any]]]] = {}
-  for r in records:
+  for r in seed_means(records):
     init = r.get('init') or reference
     group = Point(r['steps'], r['label_fraction'], r['policy']).curve
     groups.setdefault(group, {}).setdefault(init, []).append(r)
@@ -179,6 +222,13 @@ def format_inits_table(records: List[Dict[str, Any]]) -> str:
       return '-'
     test = (point['test'] or {}).get('AP', float('nan'))
     val = point['val'].get('AP', float('nan'))
+    if 'test_AP_spread' in point:  # over seeds: mean +- std, then n
+      std = 100 * point['test_AP_spread']['std']
+      n = len(point['seeds'])
+      return (
+        f'{100 * test:.1f} +- {std:.1f} ({100 * val:.1f}), '
+        f'{point["steps"]:,}, {n} seeds'
+      )
     return f'{100 * test:.1f} ({100 * val:.1f}), {point["steps"]:,}'
 
   lines = [
@@ -190,6 +240,70 @@ def format_inits_table(records: List[Dict[str, Any]]) -> str:
       f'| {fraction:.0%} | {policy} | '
       + ' | '.join(cell(cells.get((fraction, policy, i))) for i in inits)
       + ' |'
+    )
+  return '\n'.join(lines)
+
+
+def init_gains(
+  records: List[Dict[str, Any]], reference: str = 'rand_init'
+) -> List[Dict[str, Any]]:
+  """Each init's test-AP gain over `reference`, paired by seed.
+
+  Per label fraction, policy, schedule and init measured under two or more
+  seeds that the reference has at the same schedule: the gain of each seed
+  (same seed, same steps, same data), its `spread`, and both inits' test-AP
+  spreads. A gain counts only where it stands outside its seed spread.
+  """
+  table: Dict[Any, Dict[str, Dict[Any, float]]] = {}
+  for r in records:
+    ap = (r.get('test') or {}).get('AP')
+    if ap is None or r.get('seed') is None:
+      continue
+    group = (r['label_fraction'] or 1.0, r['policy'] or 'default', r['steps'])
+    by_seed = table.setdefault(group, {}).setdefault(
+      r.get('init') or reference, {}
+    )
+    by_seed[r['seed']] = ap
+  rows = []
+  for (fraction, policy, steps), by_init in sorted(table.items()):
+    ref = by_init.get(reference, {})
+    for init in sorted(set(by_init) - {reference}, key=_init_rank):
+      seeds = sorted(set(ref) & set(by_init[init]))
+      if len(seeds) < 2:
+        continue
+      rows.append(
+        {
+          'label_fraction': fraction,
+          'policy': policy,
+          'steps': steps,
+          'init': init,
+          'seeds': seeds,
+          reference: spread([ref[s] for s in seeds]),
+          'init_test_AP': spread([by_init[init][s] for s in seeds]),
+          'gain': spread([by_init[init][s] - ref[s] for s in seeds]),
+        }
+      )
+  return rows
+
+
+def format_init_gains(rows, reference: str = 'rand_init') -> str:
+  """`init_gains` as a Markdown table (test AP, mean +- std over seeds)."""
+
+  def stat(s):
+    return f'{100 * s["mean"]:.1f} +- {100 * s["std"]:.1f}'
+
+  lines = [
+    f'| labels | policy | steps | init | seeds | {reference} | init | gain '
+    '(min .. max) |',
+    '|---|---|---|---|---|---|---|---|',
+  ]
+  for r in rows:
+    gain = r['gain']
+    lines.append(
+      f'| {r["label_fraction"]:.0%} | {r["policy"]} | {r["steps"]:,} | '
+      f'{r["init"]} | {len(r["seeds"])} | {stat(r[reference])} | '
+      f'{stat(r["init_test_AP"])} | {stat(gain)} '
+      f'({100 * gain["min"]:+.1f} .. {100 * gain["max"]:+.1f}) |'
     )
   return '\n'.join(lines)
 
@@ -216,6 +330,7 @@ def format_steps_to_reach(table: Dict[str, Dict[str, Any]]) -> str:
 def plot_curves(records: List[Dict[str, Any]], path: str) -> None:
   """Val AP against steps: one panel per policy, one line per fraction."""
   plt = _pyplot()
+  records = seed_means(records)
   policies = sorted({r['policy'] or 'default' for r in records})
   fig, axes = plt.subplots(
     1, len(policies), figsize=(4.5 * len(policies), 3.6), squeeze=False
@@ -257,12 +372,14 @@ def _inits_cells(records: List[Dict[str, Any]]):
     r = by_curve[curve]
     key = (r['label_fraction'] or 1.0, r['policy'] or 'default')
     cells[key + (r.get('init') or 'rand_init',)] = point
-  known = list(INIT_ORDER)
-  inits = sorted(
-    {init for _, _, init in cells},
-    key=lambda i: (known.index(i) if i in known else len(known), i),
-  )
+  inits = sorted({init for _, _, init in cells}, key=_init_rank)
   return inits, cells
+
+
+def _init_rank(init: str):
+  """The paper's order of inits first, then any other by name."""
+  known = list(INIT_ORDER)
+  return (known.index(init) if init in known else len(known), init)
 
 
 def _inits_bar(point):

@@ -18,6 +18,12 @@ as its machine; with `--records` (a curves.json in the repo) a sweep spans
 machines: each finished point is written there at once, and a point
 recorded there (same curve, steps and seed) is read from it, not rerun.
 
+Over seeds, one sweep per `--seed`, each in a `--model_dir` of its own (a
+point's folder does not name its seed) and all into one `--records`: the
+best schedule is then chosen on the seeds' mean val AP, and each init's
+test-AP gain over rand_init is paired by seed (`init_gains` in the records,
+a table in the log).
+
 A gin file that binds a self-training pipeline sweeps its teacher. The label
 fraction binds `shapes_det.label_fraction` (the embedded data); leave
 `--label_fractions` unset for any other dataset.
@@ -106,6 +112,9 @@ def _write_curves(path: str, records: List[Dict[str, Any]]) -> None:
   curves = {'points': records, 'best': studies.best_points(records)}
   if any(r.get('init') for r in records):
     curves['steps_to_reach'] = studies.steps_to_reach(records)
+    gains = studies.init_gains(records)
+    if gains:
+      curves['init_gains'] = gains
   with open(path + '.tmp', 'w') as f:
     json.dump(curves, f, indent=1)
   os.replace(path + '.tmp', path)
@@ -149,6 +158,9 @@ def main(argv):
   if any(r.get('init') for r in records):
     print(studies.format_inits_table(records))
     print(studies.format_steps_to_reach(studies.steps_to_reach(records)))
+    gains = studies.init_gains(records)
+    if gains:
+      print(studies.format_init_gains(gains))
 
 
 def entry():

@@ -160,6 +160,67 @@ def test_steps_to_reach_the_random_inits_best_on_the_selection_split():
   assert 'imagenet_plus_plus' in text and 'not within 8 steps' in text
 
 
+def _seeded(init, steps, seed, val, test):
+  point = studies.Point(steps, 0.1, 'S1', init)
+  return {
+    'curve': point.curve,
+    'steps': steps,
+    'label_fraction': 0.1,
+    'policy': 'S1',
+    'init': init,
+    'seed': seed,
+    'val': {'AP': val},
+    'test': {'AP': test},
+  }
+
+
+def test_over_seeds_the_schedule_is_chosen_on_the_mean_val_ap():
+  records = [
+    # 2 steps: one lucky seed (0.5) but a mean of 0.3.
+    _seeded('rand_init', 2, 1, 0.5, 0.5),
+    _seeded('rand_init', 2, 2, 0.1, 0.1),
+    # 4 steps: a mean of 0.35 on val, so the best schedule.
+    _seeded('rand_init', 4, 1, 0.3, 0.2),
+    _seeded('rand_init', 4, 2, 0.4, 0.4),
+  ]
+  best = studies.best_points(records)['f0.1_S1_rand_init']
+  assert best['steps'] == 4 and best['seeds'] == [1, 2]
+  assert best['val']['AP'] == pytest.approx(0.35)
+  assert best['test']['AP'] == pytest.approx(0.3)
+  assert best['test_AP_spread']['std'] == pytest.approx(0.1414, abs=1e-4)
+  table = studies.format_inits_table(records)
+  assert '| 10% | S1 | 30.0 +- 14.1 (35.0), 4, 2 seeds |' in table
+  reach = studies.steps_to_reach(
+    records + [_seeded('imagenet', 2, 1, 0.36, 0.0)]
+  )
+  assert reach['f0.1_S1']['rand_init'] == {'steps': 4, 'val_AP': 0.35}
+  assert reach['f0.1_S1']['imagenet']['steps'] == 2
+
+
+def test_init_gains_are_paired_by_seed():
+  records = [
+    _seeded('rand_init', 4, 1, 0, 0.10),
+    _seeded('rand_init', 4, 2, 0, 0.20),
+    _seeded('rand_init', 4, 3, 0, 0.30),
+    _seeded('imagenet', 4, 1, 0, 0.13),
+    _seeded('imagenet', 4, 2, 0, 0.21),
+    _seeded('imagenet', 4, 4, 0, 0.99),  # no rand_init of seed 4: left out
+    # One paired seed only: no row.
+    _seeded('rand_init', 8, 1, 0, 0.1),
+    _seeded('imagenet', 8, 1, 0, 0.2),
+  ]
+  (row,) = studies.init_gains(records)
+  assert (row['steps'], row['init'], row['seeds']) == (4, 'imagenet', [1, 2])
+  assert row['gain']['mean'] == pytest.approx(0.02)
+  assert row['gain']['min'] == pytest.approx(0.01)
+  assert row['gain']['max'] == pytest.approx(0.03)
+  assert row['rand_init']['mean'] == pytest.approx(0.15)
+  assert row['init_test_AP']['mean'] == pytest.approx(0.17)
+  text = studies.format_init_gains([row])
+  assert '| 10% | S1 | 4 | imagenet | 2 | 15.0 +- 7.1 | 17.0 +- 5.7 |' in text
+  assert '2.0 +- 1.4 (+1.0 .. +3.0) |' in text
+
+
 @pytest.mark.e2e
 @pytest.mark.slow
 def test_tool_trains_each_schedule_and_resumes(tmp_path, data_dir):
