@@ -383,13 +383,17 @@ def _init_rank(init: str):
 
 
 def _inits_bar(point):
-  """(test AP, bar label) of a cell's point; (nan, '') where not measured.
-  The label names the schedule too: cells compare fairly only where each
-  stands at its best."""
+  """(test AP, seed std, bar label) of a cell's point; (nan, 0, '') where
+  not measured. The label names the schedule too: cells compare fairly only
+  where each stands at its best; over seeds, their number."""
   if point is None:
-    return float('nan'), ''
+    return float('nan'), 0.0, ''
   ap = 100 * (point['test'] or point['val']).get('AP', float('nan'))
-  return ap, f'{ap:.1f}\n{point["steps"] / 1000:g}k'
+  label = f'{ap:.1f}\n{point["steps"] / 1000:g}k'
+  if 'test_AP_spread' not in point:
+    return ap, 0.0, label
+  std = 100 * point['test_AP_spread']['std']
+  return ap, std, f'{label}, {len(point["seeds"])}s'
 
 
 def plot_inits(records: List[Dict[str, Any]], path: str) -> None:
@@ -406,13 +410,15 @@ def plot_inits(records: List[Dict[str, Any]], path: str) -> None:
     fractions = sorted({f for f, p, _ in cells if p == policy})
     width = 0.8 / len(inits)
     for k, init in enumerate(inits):
-      heights, labels = zip(
+      heights, stds, labels = zip(
         *(_inits_bar(cells.get((f, policy, init))) for f in fractions)
       )
       xs = [
         i + (k - (len(inits) - 1) / 2) * width for i in range(len(fractions))
       ]
-      bars = ax.bar(xs, heights, width, label=init)
+      # The error bar is the seed-to-seed std (none for one seed).
+      yerr = stds if any(stds) else None
+      bars = ax.bar(xs, heights, width, yerr=yerr, capsize=2, label=init)
       ax.bar_label(bars, labels=labels, fontsize=7, padding=1)
     ax.set_xticks(range(len(fractions)), [f'{f:.0%}' for f in fractions])
     ax.set_xlabel('labelled fraction')

@@ -174,7 +174,7 @@ def _seeded(init, steps, seed, val, test):
   }
 
 
-def test_over_seeds_the_schedule_is_chosen_on_the_mean_val_ap():
+def test_over_seeds_the_schedule_is_chosen_on_the_mean_val_ap(tmp_path):
   records = [
     # 2 steps: one lucky seed (0.5) but a mean of 0.3.
     _seeded('rand_init', 2, 1, 0.5, 0.5),
@@ -195,6 +195,10 @@ def test_over_seeds_the_schedule_is_chosen_on_the_mean_val_ap():
   )
   assert reach['f0.1_S1']['rand_init'] == {'steps': 4, 'val_AP': 0.35}
   assert reach['f0.1_S1']['imagenet']['steps'] == 2
+  # The plot draws the seeds' spread as an error bar.
+  path = str(tmp_path / 'inits.png')
+  studies.plot_inits(records, path)
+  assert Image.open(path).size[0] > 300
 
 
 def test_init_gains_are_paired_by_seed():
