@@ -378,8 +378,9 @@ def _inits_cells(records: List[Dict[str, Any]]):
 
 def _init_rank(init: str):
   """The paper's order of inits first, then any other by name."""
-  known = list(INIT_ORDER)
-  return (known.index(init) if init in known else len(known), init)
+  if init in INIT_ORDER:
+    return INIT_ORDER.index(init), init
+  return len(INIT_ORDER), init
 
 
 def _inits_bar(point):
