@@ -244,6 +244,23 @@ def format_inits_table(records: List[Dict[str, Any]]) -> str:
   return '\n'.join(lines)
 
 
+def _test_ap_by_seed(records, reference):
+  """The seeded records' test AP as {(fraction, policy): {init: {steps:
+  {seed: AP}}}}, and each (fraction, policy, init)'s curve name."""
+  table: Dict[Any, Dict[str, Dict[int, Dict[Any, float]]]] = {}
+  curves = {}
+  for r in records:
+    ap = (r.get('test') or {}).get('AP')
+    if ap is None or r.get('seed') is None:
+      continue
+    cell = (r['label_fraction'] or 1.0, r['policy'] or 'default')
+    init = r.get('init') or reference
+    by_steps = table.setdefault(cell, {}).setdefault(init, {})
+    by_steps.setdefault(r['steps'], {})[r['seed']] = ap
+    curves[cell + (init,)] = r['curve']
+  return table, curves
+
+
 def init_gains(
   records: List[Dict[str, Any]], reference: str = 'rand_init'
 ) -> List[Dict[str, Any]]:
@@ -252,37 +269,41 @@ def init_gains(
   Per label fraction, policy, schedule and init measured under two or more
   seeds that the reference has at the same schedule: the gain of each seed
   (same seed, same steps, same data), its `spread`, and both inits' test-AP
-  spreads. A gain counts only where it stands outside its seed spread.
+  spreads. Where the two inits' best schedules (on the seeds' mean val AP,
+  `best_points`) differ, one more row pairs each seed's run at the
+  reference's best schedule (`reference_steps`) with its run at the init's
+  (`steps`): the paper's "each at its best step count". A gain counts only
+  where it stands outside its seed spread.
   """
-  table: Dict[Any, Dict[str, Dict[Any, float]]] = {}
-  for r in records:
-    ap = (r.get('test') or {}).get('AP')
-    if ap is None or r.get('seed') is None:
-      continue
-    group = (r['label_fraction'] or 1.0, r['policy'] or 'default', r['steps'])
-    by_seed = table.setdefault(group, {}).setdefault(
-      r.get('init') or reference, {}
-    )
-    by_seed[r['seed']] = ap
+  table, curves = _test_ap_by_seed(records, reference)
+  best = {c: r['steps'] for c, r in best_points(records).items()}
   rows = []
-  for (fraction, policy, steps), by_init in sorted(table.items()):
+  for (fraction, policy), by_init in sorted(table.items()):
     ref = by_init.get(reference, {})
+    best_ref = best.get(curves.get((fraction, policy, reference)))
     for init in sorted(set(by_init) - {reference}, key=_init_rank):
-      seeds = sorted(set(ref) & set(by_init[init]))
-      if len(seeds) < 2:
-        continue
-      rows.append(
-        {
-          'label_fraction': fraction,
-          'policy': policy,
-          'steps': steps,
-          'init': init,
-          'seeds': seeds,
-          reference: spread([ref[s] for s in seeds]),
-          'init_test_AP': spread([by_init[init][s] for s in seeds]),
-          'gain': spread([by_init[init][s] - ref[s] for s in seeds]),
-        }
-      )
+      mine = by_init[init]
+      pairs = [(s, s) for s in sorted(set(ref) & set(mine))]
+      best_mine = best.get(curves[(fraction, policy, init)])
+      if best_ref != best_mine and best_ref in ref and best_mine in mine:
+        pairs.append((best_ref, best_mine))
+      for ref_steps, steps in pairs:
+        seeds = sorted(set(ref[ref_steps]) & set(mine[steps]))
+        if len(seeds) < 2:
+          continue
+        rows.append(
+          {
+            'label_fraction': fraction,
+            'policy': policy,
+            'steps': steps,
+            'reference_steps': ref_steps,
+            'init': init,
+            'seeds': seeds,
+            reference: spread([ref[ref_steps][s] for s in seeds]),
+            'init_test_AP': spread([mine[steps][s] for s in seeds]),
+            'gain': spread([mine[steps][s] - ref[ref_steps][s] for s in seeds]),
+          }
+        )
   return rows
 
 
@@ -299,8 +320,11 @@ def format_init_gains(rows, reference: str = 'rand_init') -> str:
   ]
   for r in rows:
     gain = r['gain']
+    steps = f'{r["steps"]:,}'
+    if r.get('reference_steps', r['steps']) != r['steps']:
+      steps = f'{r["reference_steps"]:,} / {steps} (each best)'
     lines.append(
-      f'| {r["label_fraction"]:.0%} | {r["policy"]} | {r["steps"]:,} | '
+      f'| {r["label_fraction"]:.0%} | {r["policy"]} | {steps} | '
       f'{r["init"]} | {len(r["seeds"])} | {stat(r[reference])} | '
       f'{stat(r["init_test_AP"])} | {stat(gain)} '
       f'({100 * gain["min"]:+.1f} .. {100 * gain["max"]:+.1f}) |'

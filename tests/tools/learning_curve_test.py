@@ -225,6 +225,27 @@ def test_init_gains_are_paired_by_seed():
   assert '2.0 +- 1.4 (+1.0 .. +3.0) |' in text
 
 
+def test_init_gains_pair_each_inits_best_schedule():
+  # rand_init is best at 8 steps (mean val), imagenet at 4: besides the
+  # same-schedule row at 4, one row pairs rand_init's 8 with imagenet's 4.
+  # (init, steps, seed, val AP, test AP); imagenet's 8-step run has one
+  # seed, and its val AP keeps 4 imagenet's best.
+  runs = [('rand_init', 4, s, 0.1, 0.1 + 0.02 * (s - 1)) for s in (1, 2)]
+  runs += [('rand_init', 8, s, 0.3, 0.2 + 0.04 * (s - 1)) for s in (1, 2)]
+  runs += [('imagenet', 4, s, 0.4, 0.25 - 0.02 * (s - 1)) for s in (1, 2)]
+  records = [_seeded(*run) for run in runs + [('imagenet', 8, 1, 0.2, 0.9)]]
+  same, best = studies.init_gains(records)
+  assert (same['reference_steps'], same['steps']) == (4, 4)
+  assert same['gain']['mean'] == pytest.approx(0.13)
+  assert (best['reference_steps'], best['steps']) == (8, 4)
+  assert best['seeds'] == [1, 2]
+  assert best['gain']['min'] == pytest.approx(-0.01)
+  assert best['gain']['max'] == pytest.approx(0.05)
+  assert best['rand_init']['mean'] == pytest.approx(0.22)
+  text = studies.format_init_gains([same, best])
+  assert '| 10% | S1 | 8 / 4 (each best) | imagenet | 2 | 22.0 +- 2.8 |' in text
+
+
 @pytest.mark.e2e
 @pytest.mark.slow
 def test_tool_trains_each_schedule_and_resumes(tmp_path, data_dir):
