@@ -142,6 +142,10 @@ def main(argv):
       _write_curves(
         FLAGS.records, studies.merge_points(list(kept.values()), records)
       )
+  if FLAGS.records:  # its summaries (best, gains) as this code reads them
+    _write_curves(
+      FLAGS.records, studies.merge_points(list(kept.values()), records)
+    )
   records = studies.merge_points(
     _earlier_points(os.path.join(FLAGS.model_dir, studies.CURVES))
     + list(kept.values()),

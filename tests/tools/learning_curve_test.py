@@ -284,8 +284,12 @@ def test_tool_trains_each_schedule_and_resumes(tmp_path, data_dir):
   with open(records) as f:
     assert json.load(f)['points'] == points
   shutil.rmtree(model_dir)
+  with open(records, 'w') as f:  # as an older version wrote it: no summaries
+    json.dump({'points': points}, f)
   elsewhere = run_tool('learning_curve.py', *args, f'--records={records}')
   assert elsewhere.returncode == 0, elsewhere.stderr[-3000:]
   assert '[pipeline]' not in elsewhere.stderr
+  with open(records) as f:  # rewritten with this version's summaries
+    assert json.load(f)['best'] == curves['best']
   with open(os.path.join(model_dir, studies.CURVES)) as f:
     assert json.load(f)['points'] == points
