@@ -132,20 +132,21 @@ def main(argv):
     os.makedirs(os.path.dirname(os.path.abspath(FLAGS.records)), exist_ok=True)
   run_fn = cli.default_run_fn()
   records = []
+
+  def save_records():
+    if FLAGS.records:
+      _write_curves(
+        FLAGS.records, studies.merge_points(list(kept.values()), records)
+      )
+
   for point in points:
     key = (point.curve, point.steps, FLAGS.seed)
     if key in kept:
       records.append(kept[key])
       continue
     records.append(run_point(point, FLAGS.model_dir, FLAGS.seed, run_fn))
-    if FLAGS.records:
-      _write_curves(
-        FLAGS.records, studies.merge_points(list(kept.values()), records)
-      )
-  if FLAGS.records:  # its summaries (best, gains) as this code reads them
-    _write_curves(
-      FLAGS.records, studies.merge_points(list(kept.values()), records)
-    )
+    save_records()  # each new point at once: a killed sweep keeps it
+  save_records()  # and its summaries (best, gains) as this code reads them
   records = studies.merge_points(
     _earlier_points(os.path.join(FLAGS.model_dir, studies.CURVES))
     + list(kept.values()),
