@@ -104,8 +104,12 @@ def test_student_mirrored_two_cpus_matches_one_device(data_dir):
   for key, values in one.items():
     for a, b in zip(values, two[key]):
       # Float noise of SyncBatchNorm across replicas grows over the steps
-      # (seen: 1.3e-5); per-replica EMAs would be off by percents.
-      assert abs(a - b) <= 1e-4 * max(abs(a), 1e-3), (key, result)
+      # (seen: 1.3e-5 here, 1.6e-4 on a CI machine in pseudo_loss at step 3);
+      # per-replica EMAs would be off by percents.
+      assert abs(a - b) <= mirrored.SAME_LOSS * max(abs(a), 1e-3), (
+        key,
+        result,
+      )
   # The EMA moves: step 1 is L_1 itself, later steps average in new values.
   # (float32: 1 - 0.9997 is rounded, hence the tolerance.)
   assert one['human_loss_ema'][0] == pytest.approx(
