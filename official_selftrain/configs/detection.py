@@ -61,6 +61,8 @@ class DetectionTaskConfig(retinanet_cfg.RetinaNetTask):
       Model Garden's ('' = same names; see `tasks/init_restore.py`).
     init_checkpoint_hint: how to make the init checkpoint, said when it is
       missing.
+    init_checkpoint_skip: a regular expression on the init checkpoint's
+      keys: the variables it finds keep their initialisation ('' = none).
     joint_weight: joint training (PAPER.md Table 7): the loss adds this
       times a classification loss on `joint_data` through a classification
       head on the backbone, in the same steps (0: off).
@@ -78,6 +80,7 @@ class DetectionTaskConfig(retinanet_cfg.RetinaNetTask):
   corrupt_records_cache_dir: str = ''
   init_checkpoint_converter: str = ''
   init_checkpoint_hint: str = ''
+  init_checkpoint_skip: str = ''
   joint_weight: float = 0.0
   joint_num_classes: int = 0
   joint_data: Optional[ic_cfg.DataConfig] = None
@@ -287,6 +290,7 @@ def detection_experiment(
   weight_decay: float = 1e-4,
   init: Optional[str] = None,
   init_checkpoint_modules: str = 'backbone',
+  init_checkpoint_skip: str = '',
   steps_per_loop: int = 100,
   checkpoint_interval: int = 1000,
   summary_interval: int = 100,
@@ -317,6 +321,9 @@ def detection_experiment(
       the log and `init_restore.json` in the model dir.
     init_checkpoint_modules: which modules it initialises ('backbone',
       'backbone,decoder', 'all').
+    init_checkpoint_skip: a regular expression on the keys `init_restore.json`
+      lists (e.g. 'backbone/layer_with_weights-[6-9]/'): the variables it
+      finds keep their initialisation ('' = restore every one).
     steps_per_loop: steps per inner loop (progress is logged per loop).
     checkpoint_interval: save a checkpoint every N steps.
     summary_interval: write TensorBoard train summaries every N steps.
@@ -369,7 +376,7 @@ def detection_experiment(
     annotation_file=data.annotation_file,
     skip_corrupt_records=skip_corrupt_records,
   )
-  apply_init(task, init, data)
+  apply_init(task, init, data, init_checkpoint_skip)
   prepare = apply_joint(
     task, joint_weight, joint_data, joint_batch_size or train_batch_size, seed
   )
@@ -405,14 +412,22 @@ def finish_experiment(task, trainer, overrides, **fields):
   return experiment_lib.Experiment(config=config, **fields)
 
 
-def apply_init(task, init: Optional[str], data) -> None:
-  """Sets the task's init checkpoint fields from an init name or path.
+def apply_init(task, init: Optional[str], data, skip: str = '') -> None:
+  """Sets the task's init checkpoint fields from an init name or path, and
+  the skip pattern (`init_checkpoint_skip`).
 
   Raises:
-    ValueError: a name the dataset has no checkpoint for.
+    ValueError: a name the dataset has no checkpoint for, or a skip pattern
+      without an init.
   """
   task.init_checkpoint = None
+  task.init_checkpoint_skip = skip
   if init is None or init == 'rand_init':
+    if skip:
+      raise ValueError(
+        f'init_checkpoint_skip={skip!r} without an init checkpoint '
+        f'(init={init!r}): nothing would be restored nor skipped.'
+      )
     return
   if init in datasets.INIT_NAMES:
     if init not in data.inits:

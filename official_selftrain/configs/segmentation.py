@@ -74,6 +74,7 @@ class SegmentationTaskConfig(seg_cfg.SemanticSegmentationTask):
   allow_image_summary: bool = False
   init_checkpoint_converter: str = ''
   init_checkpoint_hint: str = ''
+  init_checkpoint_skip: str = ''
 
 
 def _decoder(name, filters, repeats, separable) -> decoders.Decoder:
@@ -187,6 +188,7 @@ def segmentation_experiment(
   weight_decay: float = 1e-5,
   init: Optional[str] = None,
   init_checkpoint_modules: str = 'backbone',
+  init_checkpoint_skip: str = '',
   steps_per_loop: int = 100,
   checkpoint_interval: int = 1000,
   summary_interval: int = 100,
@@ -211,6 +213,8 @@ def segmentation_experiment(
     init: 'rand_init' (or None), a name the dataset knows, or a checkpoint
       (see `detection_experiment`).
     init_checkpoint_modules: 'backbone', 'backbone,decoder' or 'all'.
+    init_checkpoint_skip: keys kept at their initialisation (a regular
+      expression; see `detection_experiment`).
     steps_per_loop: steps per inner loop.
     checkpoint_interval: save a checkpoint every N steps.
     summary_interval: TensorBoard train summaries every N steps.
@@ -248,7 +252,7 @@ def segmentation_experiment(
     ),
     init_checkpoint_modules=init_checkpoint_modules,
   )
-  detection_cfg.apply_init(task, init, data)
+  detection_cfg.apply_init(task, init, data, init_checkpoint_skip)
   trainer = cfg.TrainerConfig(
     train_steps=train_steps,
     validation_steps=detection_cfg.eval_steps(data.num_val, eval_batch_size),

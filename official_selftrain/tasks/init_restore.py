@@ -8,8 +8,13 @@ modules expect are listed by their checkpoint keys (the paths
 `tf.train.Checkpoint` writes), matched to the checkpoint's own list, and
 assigned one by one; the match is reported (log and `init_restore.json` in the
 model dir): restored, left at their initialisation, unused in the checkpoint,
-mismatched in shape. Nothing restored, or a shape mismatch, is an error that
-names the checkpoint and the variables.
+mismatched in shape, skipped on purpose. Nothing restored, or a shape
+mismatch, is an error that names the checkpoint and the variables.
+
+A skip pattern (a regular expression on the keys) keeps some of the requested
+variables at their initialisation, e.g. the late stages of a backbone, to see
+which of its layers carry what pre-training gave: Model Garden's restore takes
+whole modules only.
 
 A checkpoint written by another code base (TF1 EfficientNet, SimCLR) uses
 other names; a converter maps its keys to ours (`CONVERTERS`).
@@ -20,6 +25,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 from typing import Callable
 from typing import Dict
 from typing import List
@@ -91,6 +97,9 @@ class RestoreReport:
   left_at_init: List[str]
   unused_in_checkpoint: List[str]
   shape_mismatches: List[Tuple[str, List[int], List[int]]]
+  # Kept at their initialisation by the skip pattern (`init_checkpoint_skip`).
+  skipped: List[str] = dataclasses.field(default_factory=list)
+  skip_pattern: str = ''
 
   def counts(self) -> Dict[str, int]:
     return {
@@ -98,6 +107,7 @@ class RestoreReport:
       'left_at_init': len(self.left_at_init),
       'unused_in_checkpoint': len(self.unused_in_checkpoint),
       'shape_mismatches': len(self.shape_mismatches),
+      'skipped': len(self.skipped),
     }
 
   def summary(self) -> str:
@@ -154,17 +164,50 @@ def _listing(keys, limit: int = 12) -> str:
   return f'\n  {shown}{more}'
 
 
+def skip_variables(
+  expected: Mapping[str, tf.Variable], pattern: str, checkpoint: str
+) -> Tuple[Dict[str, tf.Variable], List[str]]:
+  """(`expected` without the keys `pattern` finds, those keys stripped).
+
+  Raises:
+    InitCheckpointError: a pattern that is no regular expression, or finds
+      none of the variables (a typo would otherwise restore everything).
+  """
+  if not pattern:
+    return dict(expected), []
+  try:
+    compiled = re.compile(pattern)
+  except re.error as e:
+    raise InitCheckpointError(
+      f'init_checkpoint_skip={pattern!r} (init checkpoint {checkpoint!r}) is '
+      f'not a regular expression: {e}'
+    ) from e
+  skipped = {k for k in expected if compiled.search(_strip(k))}
+  if not skipped:
+    raise InitCheckpointError(
+      f'init_checkpoint_skip={pattern!r} (init checkpoint {checkpoint!r}) '
+      'finds none of the variables to restore, which are e.g.:'
+      f'{_listing(_strip(k) for k in expected)}'
+    )
+  kept = {k: v for k, v in expected.items() if k not in skipped}
+  return kept, sorted(_strip(k) for k in skipped)
+
+
 def match(
   expected: Mapping[str, tf.Variable],
   prefix: str,
   modules: str,
   converter: Converter = checkpoint_converters.same_names,
+  skip: str = '',
 ) -> Tuple[RestoreReport, Dict[str, str]]:
-  """Matches the checkpoint's variables to `expected`.
+  """Matches the checkpoint's variables to `expected`, less those whose key
+  the regular expression `skip` finds (kept at their initialisation).
 
   Returns:
     (report, {our key: checkpoint key} of the variables to restore).
   """
+  expected, skipped = skip_variables(expected, skip, prefix)
+  skipped_keys = set(skipped)
   stored = {}
   unused = []
   listed = [
@@ -175,6 +218,8 @@ def match(
   mapping = converter([key for key, _ in listed])
   for key, shape in listed:
     ours = mapping.get(key)
+    if ours is not None and _strip(ours) in skipped_keys:
+      continue
     if ours is None or ours not in expected:
       if '.OPTIMIZER_SLOT' not in key and not key.startswith('optimizer/'):
         unused.append(_strip(key))
@@ -198,6 +243,8 @@ def match(
     left_at_init=sorted(left),
     unused_in_checkpoint=sorted(unused),
     shape_mismatches=mismatches,
+    skipped=skipped,
+    skip_pattern=skip,
   )
   return report, sources
 
@@ -228,6 +275,7 @@ def restore(
   converter: str = '',
   model_dir: Optional[str] = None,
   hint: str = '',
+  skip: str = '',
 ) -> RestoreReport:
   """Restores `items` (e.g. {'backbone': model.backbone}) from `checkpoint`.
 
@@ -238,13 +286,16 @@ def restore(
     converter: name in `CONVERTERS` of the key mapping ('' = same keys).
     model_dir: where the JSON report goes (None: log only).
     hint: how to make a checkpoint that is missing (in the error).
+    skip: a regular expression; the variables whose keys it finds keep their
+      initialisation ('' = none).
 
   Returns:
     The report.
 
   Raises:
-    InitCheckpointError: missing checkpoint, nothing restored, or a shape
-      mismatch; the model is left untouched.
+    InitCheckpointError: missing checkpoint, nothing restored, a shape
+      mismatch, or a skip pattern that finds nothing; the model is left
+      untouched.
   """
   if converter not in CONVERTERS:
     raise InitCheckpointError(
@@ -255,7 +306,9 @@ def restore(
     )
   prefix = resolve_checkpoint(checkpoint, hint)
   expected = expected_variables(items)
-  report, sources = match(expected, prefix, modules, CONVERTERS[converter])
+  report, sources = match(
+    expected, prefix, modules, CONVERTERS[converter], skip
+  )
   if model_dir:
     report.write(model_dir)
   _check(report, expected)
@@ -268,6 +321,12 @@ def restore(
     logging.warning(
       'Left at their initialisation (not in the checkpoint):%s',
       _listing(report.left_at_init),
+    )
+  if report.skipped:
+    logging.info(
+      'Kept at their initialisation (init_checkpoint_skip=%r):%s',
+      skip,
+      _listing(report.skipped),
     )
   return report
 
@@ -302,8 +361,8 @@ def initialize(model, task_config, model_dir: Optional[str]) -> None:
   Args:
     model: the built model (its `checkpoint_items` name the modules).
     task_config: a task config with `init_checkpoint`,
-      `init_checkpoint_modules` and, optionally, `init_checkpoint_converter`
-      and `init_checkpoint_hint`.
+      `init_checkpoint_modules` and, optionally, `init_checkpoint_converter`,
+      `init_checkpoint_hint` and `init_checkpoint_skip`.
     model_dir: where the report goes.
   """
   if not task_config.init_checkpoint:
@@ -316,4 +375,5 @@ def initialize(model, task_config, model_dir: Optional[str]) -> None:
     converter=getattr(task_config, 'init_checkpoint_converter', ''),
     model_dir=model_dir,
     hint=getattr(task_config, 'init_checkpoint_hint', ''),
+    skip=getattr(task_config, 'init_checkpoint_skip', ''),
   )

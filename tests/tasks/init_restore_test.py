@@ -197,3 +197,84 @@ def test_an_unknown_converter_is_named(tmp_path):
   task = task_factory.get_task(config.task)
   with pytest.raises(init_restore.InitCheckpointError, match='some_format'):
     task.initialize(_model(task, 2))
+
+
+LATE_STAGES = 'backbone/layer_with_weights-[6-9]/'
+
+
+def test_a_skip_pattern_keeps_its_variables_at_their_init(tmp_path):
+  source = _model(_task(), 1)
+  prefix = _trainer_style_checkpoint(source, str(tmp_path / 'pre' / 'ckpt'))
+  task = _task(
+    f"detection_experiment.init = '{prefix}'",
+    f"detection_experiment.init_checkpoint_skip = '{LATE_STAGES}'",
+    init=prefix,
+    logging_dir=str(tmp_path / 'run'),
+  )
+  assert task.task_config.init_checkpoint_skip == LATE_STAGES
+  target = _model(task, 2)
+  items = {'backbone': target.backbone}
+  before = {
+    k: v.numpy().copy()
+    for k, v in init_restore.expected_variables(items).items()
+  }
+  wanted = {
+    k: v.numpy()
+    for k, v in init_restore.expected_variables(
+      {'backbone': source.backbone}
+    ).items()
+  }
+  task.initialize(target)
+  changed = {'skipped': 0, 'restored': 0}
+  for key, variable in init_restore.expected_variables(items).items():
+    skipped = any(f'layer_with_weights-{i}/' in key for i in range(6, 10))
+    want = before[key] if skipped else wanted[key]
+    np.testing.assert_array_equal(variable.numpy(), want, err_msg=key)
+    # Both groups hold weights that differ between the two models.
+    if not np.array_equal(before[key], wanted[key]):
+      changed['skipped' if skipped else 'restored'] += 1
+  assert min(changed.values()) > 0, changed
+  with open(tmp_path / 'run' / init_restore.REPORT_FILE) as f:
+    report = json.load(f)
+  assert report['skip_pattern'] == LATE_STAGES
+  assert report['skipped'] and all(
+    'layer_with_weights-' in k and k.split('-')[1][0] in '6789'
+    for k in report['skipped']
+  )
+  assert report['counts']['restored'] + report['counts']['skipped'] == len(
+    before
+  )
+  assert report['counts']['left_at_init'] == 0
+  # Skipped on purpose, so not reported unused in the checkpoint either.
+  assert not set(report['skipped']) & set(report['unused_in_checkpoint'])
+
+
+@pytest.mark.parametrize(
+  'pattern,message',
+  [
+    ('backbone/no_such_layer/', 'finds none'),
+    ('backbone/[6-', 'not a regular'),
+  ],
+)
+def test_a_skip_pattern_that_finds_nothing_is_an_error(
+  tmp_path, pattern, message
+):
+  prefix = _trainer_style_checkpoint(_model(_task(), 1), str(tmp_path / 'ck'))
+  task = _task(init=prefix)
+  task.task_config.init_checkpoint_skip = pattern
+  target = _model(task, 2)
+  before = _values(target.backbone)
+  with pytest.raises(init_restore.InitCheckpointError, match=message) as error:
+    task.initialize(target)
+  assert pattern in str(error.value) and prefix in str(error.value)
+  for got, was in zip(_values(target.backbone), before):
+    np.testing.assert_array_equal(got, was)
+
+
+def test_a_skip_pattern_without_an_init_is_an_error():
+  config_files.parse(
+    [helpers.TINY_GIN],
+    ["detection_experiment.init_checkpoint_skip = 'backbone/'"],
+  )
+  with pytest.raises(ValueError, match='init_checkpoint_skip'):
+    experiment_lib.build()

@@ -110,3 +110,12 @@ def test_init_by_name_on_shapes_points_at_the_pretrained_backbone():
     os.path.join('pretrained', 'shapes_cls_pretrain')
   )
   assert 'shapes_cls_pretrain.gin' in task.init_checkpoint_hint
+
+
+def test_the_segmenter_takes_the_skip_pattern():
+  pattern = 'backbone/layer_with_weights-[6-9]/'
+  task = _seg_task(
+    "segmentation_experiment.init = 'imagenet'",
+    f"segmentation_experiment.init_checkpoint_skip = '{pattern}'",
+  ).task_config
+  assert task.init_checkpoint_skip == pattern
