@@ -156,8 +156,9 @@ def best_points(records: List[Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
 
 def init_checkpoint(point_dir: str) -> Optional[Dict[str, Any]]:
   """Path and fingerprint of the checkpoint a point started from (None: a
-  random init). A pre-training rerun makes another `imagenet` at the same
-  path; the fingerprint tells the record which weights it started from."""
+  random init), and its skip pattern with the count it kept at their init
+  where one was bound. A pre-training rerun makes another `imagenet` at the
+  same path; the fingerprint tells the record which weights it started from."""
   from official_selftrain.tasks import init_restore  # pylint: disable=g-import-not-at-top
 
   report = os.path.join(point_dir, init_restore.REPORT_FILE)
@@ -165,7 +166,11 @@ def init_checkpoint(point_dir: str) -> Optional[Dict[str, Any]]:
     return None
   with open(report) as f:
     restored = json.load(f)
-  return {k: restored.get(k) for k in ('checkpoint', 'fingerprint')}
+  found = {k: restored.get(k) for k in ('checkpoint', 'fingerprint')}
+  if restored.get('skip_pattern'):
+    found['skip_pattern'] = restored['skip_pattern']
+    found['skipped'] = len(restored.get('skipped', []))
+  return found
 
 
 def steps_to_reach(

@@ -111,6 +111,22 @@ def test_a_point_records_which_checkpoint_it_started_from(tmp_path):
     'checkpoint': 'pre/ckpt-6',
     'fingerprint': 'ab12',
   }
+  with open(tmp_path / init_restore.REPORT_FILE, 'w') as f:
+    json.dump(
+      {
+        'checkpoint': 'pre/ckpt-6',
+        'fingerprint': 'ab12',
+        'skip_pattern': 'backbone/late/',
+        'skipped': ['backbone/late/a', 'backbone/late/b'],
+      },
+      f,
+    )
+  assert studies.init_checkpoint(str(tmp_path)) == {
+    'checkpoint': 'pre/ckpt-6',
+    'fingerprint': 'ab12',
+    'skip_pattern': 'backbone/late/',
+    'skipped': 2,
+  }
 
 
 def test_steps_to_reach_the_random_inits_best_on_the_selection_split():
