@@ -32,6 +32,7 @@ from typing import List
 from typing import Mapping
 from typing import Optional
 from typing import Sequence
+from typing import Set
 from typing import Tuple
 
 from absl import logging
@@ -166,15 +167,15 @@ def _listing(keys, limit: int = 12) -> str:
 
 def skip_variables(
   expected: Mapping[str, tf.Variable], pattern: str, checkpoint: str
-) -> Tuple[Dict[str, tf.Variable], List[str]]:
-  """(`expected` without the keys `pattern` finds, those keys stripped).
+) -> Tuple[Dict[str, tf.Variable], Set[str]]:
+  """(`expected` without the keys `pattern` finds, those keys).
 
   Raises:
     InitCheckpointError: a pattern that is no regular expression, or finds
       none of the variables (a typo would otherwise restore everything).
   """
   if not pattern:
-    return dict(expected), []
+    return dict(expected), set()
   try:
     compiled = re.compile(pattern)
   except re.error as e:
@@ -190,7 +191,7 @@ def skip_variables(
       f'{_listing(_strip(k) for k in expected)}'
     )
   kept = {k: v for k, v in expected.items() if k not in skipped}
-  return kept, sorted(_strip(k) for k in skipped)
+  return kept, skipped
 
 
 def match(
@@ -207,7 +208,6 @@ def match(
     (report, {our key: checkpoint key} of the variables to restore).
   """
   expected, skipped = skip_variables(expected, skip, prefix)
-  skipped_keys = set(skipped)
   stored = {}
   unused = []
   listed = [
@@ -218,7 +218,7 @@ def match(
   mapping = converter([key for key, _ in listed])
   for key, shape in listed:
     ours = mapping.get(key)
-    if ours is not None and _strip(ours) in skipped_keys:
+    if ours in skipped:
       continue
     if ours is None or ours not in expected:
       if '.OPTIMIZER_SLOT' not in key and not key.startswith('optimizer/'):
@@ -243,7 +243,7 @@ def match(
     left_at_init=sorted(left),
     unused_in_checkpoint=sorted(unused),
     shape_mismatches=mismatches,
-    skipped=skipped,
+    skipped=sorted(_strip(k) for k in skipped),
     skip_pattern=skip,
   )
   return report, sources
